@@ -1,0 +1,5 @@
+import sys
+
+from logpipe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,132 @@
+"""The ``logpipe`` command: run, check-config, setup, status.
+
+Exit codes: 0 fine; 1 a runtime failure (Elasticsearch unreachable for setup, a
+socket that cannot be bound); 2 a bad config or bad arguments, always as one line
+``FILE: key.path: what is wrong`` and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from logpipe import __version__
+from logpipe import config as config_mod
+from logpipe.errors import ConfigError, LogpipeError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="logpipe", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"logpipe {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("run", "run the service"),
+        ("check-config", "validate a config file and exit"),
+        ("setup", "install index templates in Elasticsearch"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument(
+            "-c", "--config", help="TOML config file (default: the packaged config/logpipe.toml)"
+        )
+        if name == "run":
+            cmd.add_argument("--log-level", default="info",
+                             choices=["debug", "info", "warning", "error"])
+    status = sub.add_parser("status", help="print the live counters of a running logpipe")
+    status.add_argument("--admin", default="http://127.0.0.1:9180",
+                        help="admin URL (default: %(default)s)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "status":
+        return _status(args.admin)
+    try:
+        settings = config_mod.load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(f"{settings.file}: ok ({len(settings.inputs)} inputs)")
+        return EXIT_OK
+    if args.command == "setup":
+        return _setup(settings)
+    return _run(settings, args.log_level)
+
+
+def _setup(settings: config_mod.Settings) -> int:
+    from logpipe.outputs.es_setup import run_setup
+
+    try:
+        changed = run_setup(settings, print)
+    except LogpipeError as exc:
+        print(f"logpipe setup: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print("setup: done" if changed else "setup: nothing to change")
+    return EXIT_OK
+
+
+def _run(settings: config_mod.Settings, level: str) -> int:
+    import uvloop
+
+    from logpipe.pipeline import Pipeline
+
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(Pipeline(settings).run())
+    except OSError as exc:
+        logging.getLogger("logpipe").error("Failed to start. error=%s", exc)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _status(admin: str) -> int:
+    url = admin.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/status", timeout=5) as resp:
+            status = json.load(resp)
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+            metrics_text = resp.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"logpipe status: cannot reach the admin endpoint at {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    totals: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("logpipe_") and not line.startswith("#"):
+            name_labels, _, value = line.rpartition(" ")
+            name = name_labels.split("{", 1)[0]
+            if name.endswith("_total") or name.startswith("logpipe_queue_"):
+                totals[name] = totals.get(name, 0.0) + float(value)
+    q = status["queue"]
+    es = status["elasticsearch"]
+    rows = [
+        ("uptime", f"{status['uptime_seconds']} s"),
+        ("queue", f"{q['events']}/{q['max_events']} events, {q['bytes']}/{q['max_bytes']} bytes"),
+        ("elasticsearch", ("up" if es["reachable"] else "DOWN")
+         + ("" if es["template"] else ", template missing")),
+    ]
+    for name in sorted(totals):
+        rows.append((name.removeprefix("logpipe_"), f"{totals[name]:.0f}"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""TOML config -> frozen, validated settings.
+
+Every setting is a field of a frozen dataclass whose docstring-like ``help`` metadata
+is the user documentation (``config/logpipe.toml`` shows each with its default).
+The loader rejects unknown keys and bad values with a ``ConfigError`` that renders
+as one line, ``FILE: key.path: what is wrong``, which the CLI prints and exits 2 on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from logpipe.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).parent / "data" / "logpipe.toml"
+
+WHEN_FULL_POLICIES = ("drop_newest", "block")
+INPUT_TYPES = ("devlog",)
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+
+
+def _setting(default: Any, kind: str, help: str, **extra: Any) -> Any:
+    """A dataclass field carrying how to validate it and what it means."""
+    meta = {"kind": kind, "help": help, **extra}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    node_name: str = _setting("", "str", "The node's name in host.name; default: the host name.")
+    data_dir: str = _setting("/var/lib/logpipe", "str", "Dead letters and, later, spool files.")
+    workers: int = _setting(1, "int", "Worker processes; only 1 until the supervisor lands.")
+    shutdown_timeout: float = _setting(
+        10.0, "duration", "On SIGTERM, how long to keep shipping what is queued."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    listen: str = _setting("127.0.0.1:9180", "address", "host:port of /metrics, /healthz, /readyz.")
+
+
+@dataclass(frozen=True, slots=True)
+class DevlogSettings:
+    name: str = _setting("devlog", "internal", "The table name under [inputs].")
+    type: str = _setting("devlog", "str", "The input type.")
+    path: str = _setting("/run/logpipe/dev-log", "str", "Socket path; mount its directory.")
+    mode: int = _setting(0o666, "mode", "Socket file permissions, octal string.")
+    max_message_bytes: int = _setting(64 * 1024, "size", "Longer datagrams are cut and tagged.")
+    receive_buffer_bytes: int = _setting(
+        8 * 1024 * 1024, "size", "SO_RCVBUF(FORCE) asked of the kernel for bursts."
+    )
+    timezone: str = _setting("", "timezone", "Zone of RFC 3164 stamps; default: the host's.")
+    parse_cee: bool = _setting(True, "bool", "Parse '@cee: {json}' messages into logpipe.cee.*.")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    max_events: int = _setting(100_000, "int", "Events held in memory at most.")
+    max_bytes: int = _setting(64 * 1024**2, "size", "Approximate bytes held in memory at most.")
+    when_full: str = _setting("drop_newest", "enum", "drop_newest | block", choices=WHEN_FULL_POLICIES)
+    loss_marker_interval: float = _setting(
+        10.0, "duration", "How often a loss-marker event sums up the drops of each input."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ElasticsearchSettings:
+    hosts: list[str] = _setting(["http://127.0.0.1:9200"], "urls", "Tried in order; failover.")
+    data_stream: str = _setting("logs-logpipe-default", "str", "Where events go.")
+    dlq_data_stream: str = _setting("logs-logpipe.dlq-default", "str", "Where rejects go.")
+    batch_max_events: int = _setting(2000, "int", "Events in one _bulk request at most.")
+    batch_max_bytes: int = _setting(5 * 1024**2, "size", "Bytes in one _bulk request at most.")
+    flush_interval: float = _setting(1.0, "duration", "A partial batch waits this long at most.")
+    concurrency: int = _setting(2, "int", "_bulk requests in flight at once.")
+    timeout: float = _setting(30.0, "duration", "One request's deadline.")
+    retry_initial_backoff: float = _setting(0.1, "duration", "First retry delay (doubles).")
+    retry_max_backoff: float = _setting(10.0, "duration", "Retry delays are capped here.")
+    username: str = _setting("", "str", "Basic auth user (optional).")
+    password: str = _setting("", "str", "Basic auth password (optional).")
+    api_key: str = _setting("", "str", "Encoded API key (optional; wins over basic auth).")
+    dead_letter_file: str = _setting(
+        "", "str", "NDJSON file for rejects the DLQ stream refused; default data_dir/dead-letters.ndjson."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    file: str
+    service: ServiceSettings
+    admin: AdminSettings
+    inputs: tuple[DevlogSettings, ...]
+    queue: QueueSettings
+    elasticsearch: ElasticsearchSettings
+
+    @property
+    def node_name(self) -> str:
+        return self.service.node_name or socket.gethostname()
+
+    @property
+    def dead_letter_file(self) -> str:
+        return self.elasticsearch.dead_letter_file or os.path.join(
+            self.service.data_dir, "dead-letters.ndjson"
+        )
+
+
+_INPUT_CLASSES = {"devlog": DevlogSettings}
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate a config file; raise ConfigError naming the key on any problem."""
+    file = str(path) if path is not None else str(DEFAULT_CONFIG)
+    try:
+        with open(file, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(file, "", "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(file, "", "is a directory, not a config file") from None
+    except PermissionError:
+        raise ConfigError(file, "", "permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    return from_dict(raw, file)
+
+
+def from_dict(raw: dict[str, Any], file: str = "<config>") -> Settings:
+    """Validate an already parsed TOML document."""
+    known = {"service", "admin", "inputs", "queue", "elasticsearch"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(file, key, f"unknown section (known: {', '.join(sorted(known))})")
+    inputs_raw = _table(raw, "inputs", file)
+    inputs = []
+    for name, table in inputs_raw.items():
+        key = f"inputs.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(file, key, "must be a table")
+        kind = table.get("type")
+        if kind is None:
+            raise ConfigError(file, f"{key}.type", f"missing; one of: {', '.join(INPUT_TYPES)}")
+        if kind not in _INPUT_CLASSES:
+            raise ConfigError(
+                file, f"{key}.type", f"unknown input type {kind!r}; one of: {', '.join(INPUT_TYPES)}"
+            )
+        inputs.append(_build(_INPUT_CLASSES[kind], {**table, "name": name}, key, file))
+    settings = Settings(
+        file=file,
+        service=_build(ServiceSettings, _table(raw, "service", file), "service", file),
+        admin=_build(AdminSettings, _table(raw, "admin", file), "admin", file),
+        inputs=tuple(inputs),
+        queue=_build(QueueSettings, _table(raw, "queue", file), "queue", file),
+        elasticsearch=_build(
+            ElasticsearchSettings, _table(raw, "elasticsearch", file), "elasticsearch", file
+        ),
+    )
+    _check_relations(settings)
+    return settings
+
+
+def _check_relations(s: Settings) -> None:
+    """Rules that span several keys."""
+    if s.service.workers != 1:
+        raise ConfigError(s.file, "service.workers", "only 1 is supported in this version")
+    paths: dict[str, str] = {}
+    for inp in s.inputs:
+        if inp.path in paths:
+            raise ConfigError(
+                s.file, f"inputs.{inp.name}.path", f"already used by inputs.{paths[inp.path]}"
+            )
+        paths[inp.path] = inp.name
+    if s.elasticsearch.data_stream == s.elasticsearch.dlq_data_stream:
+        raise ConfigError(s.file, "elasticsearch.dlq_data_stream", "must differ from data_stream")
+
+
+def _table(raw: dict[str, Any], key: str, file: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(file, key, "must be a table")
+    return value
+
+
+def _build(cls: type, table: dict[str, Any], prefix: str, file: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        f = fields.get(key)
+        if f is None or (f.metadata["kind"] == "internal" and key != "name"):
+            allowed = ", ".join(n for n, g in fields.items() if g.metadata["kind"] != "internal")
+            raise ConfigError(file, f"{prefix}.{key}", f"unknown key (allowed: {allowed})")
+        values[key] = _convert(value, f.metadata, f"{prefix}.{key}", file)
+    return cls(**values)
+
+
+def _convert(value: Any, meta: dict[str, Any], key: str, file: str) -> Any:
+    kind = meta["kind"]
+    try:
+        return _CONVERTERS[kind](value, meta)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(file, key, str(exc)) from None
+
+
+def _want(value: Any, types: type | tuple[type, ...], what: str) -> None:
+    # bool is an int in Python; a config that says `workers = true` is still wrong.
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise TypeError(f"expected {what}, got a boolean")
+    if not isinstance(value, types):
+        raise TypeError(f"expected {what}, got {type(value).__name__} {value!r}")
+
+
+def _to_str(value: Any, meta: dict[str, Any]) -> str:
+    _want(value, str, "a string")
+    return value
+
+
+def _to_int(value: Any, meta: dict[str, Any]) -> int:
+    _want(value, int, "an integer")
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _to_bool(value: Any, meta: dict[str, Any]) -> bool:
+    _want(value, bool, "true or false")
+    return value
+
+
+def parse_size(value: Any, meta: dict[str, Any] | None = None) -> int:
+    """'64MiB', '512KB', '1000' or an integer -> bytes."""
+    _want(value, (int, str), "a size such as 64MiB")
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        m = _SIZE_RE.match(value)
+        if not m or m.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"bad size {value!r}; use a number with B, KB, KiB, MB, MiB, GB or GiB")
+        number, unit = float(m.group(1)), m.group(2).lower()
+    size = int(number * _SIZE_UNITS[unit])
+    if size < 1:
+        raise ValueError(f"size must be positive, got {value!r}")
+    return size
+
+
+def parse_duration(value: Any, meta: dict[str, Any] | None = None) -> float:
+    """'10s', '500ms', '2m', '1h' or a number of seconds -> seconds."""
+    _want(value, (int, float, str), "a duration such as 10s or 500ms")
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if not m:
+            raise ValueError(f"bad duration {value!r}; use a number with ms, s, m or h")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        seconds = float(value)
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+def parse_address(value: Any, meta: dict[str, Any] | None = None) -> str:
+    """'host:port' or '[v6]:port'; returned unchanged once valid."""
+    _want(value, str, "an address host:port")
+    host, port = split_address(value)
+    if not host:
+        raise ValueError(f"bad address {value!r}: no host; use host:port")
+    return value
+
+
+def split_address(value: str) -> tuple[str, int]:
+    """Split a validated 'host:port' / '[v6]:port' into its parts."""
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+    else:
+        host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"bad address {value!r}; use host:port with a port 0-65535")
+    return host, int(port)
+
+
+def _to_mode(value: Any, meta: dict[str, Any]) -> int:
+    _want(value, str, 'an octal mode string such as "0666"')
+    if not re.fullmatch(r"0?[0-7]{3}", value):
+        raise ValueError(f'bad mode {value!r}; use an octal string such as "0666"')
+    return int(value, 8)
+
+
+def _to_enum(value: Any, meta: dict[str, Any]) -> str:
+    _want(value, str, "a string")
+    if value not in meta["choices"]:
+        raise ValueError(f"must be one of {', '.join(meta['choices'])}, got {value!r}")
+    return value
+
+
+def _to_urls(value: Any, meta: dict[str, Any]) -> list[str]:
+    _want(value, list, "a list of URLs")
+    if not value:
+        raise ValueError("needs at least one URL")
+    for url in value:
+        _want(url, str, "a URL string")
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+            raise ValueError(f"bad URL {url!r}; use http://host:port or https://host:port")
+    return [u.rstrip("/") for u in value]
+
+
+def _to_timezone(value: Any, meta: dict[str, Any]) -> str:
+    _want(value, str, "a zone name such as UTC or Europe/Berlin")
+    if value:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+_CONVERTERS = {
+    "str": _to_str,
+    "internal": _to_str,
+    "int": _to_int,
+    "bool": _to_bool,
+    "size": parse_size,
+    "duration": parse_duration,
+    "address": parse_address,
+    "mode": _to_mode,
+    "enum": _to_enum,
+    "urls": _to_urls,
+    "timezone": _to_timezone,
+}

@@ -1,0 +1,240 @@
+"""The ``devlog`` input: a unix datagram socket that apps reach as ``/dev/log``.
+
+Mount the socket's *directory* into containers, not the socket file: a bind mount of
+the file keeps pointing at the old inode when the socket is re-created.
+
+The receive loop is the one place that must never fall behind. A unix datagram
+sender blocks as soon as the receiver's queue holds ``net.unix.max_dgram_qlen``
+datagrams (10 by default), so this loop drains the socket on every wake-up, asks
+the queue for room *before* parsing (a datagram that will be dropped is only
+counted), and leaves encoding and shipping to other tasks.
+
+Each datagram comes with the sender's pid/uid/gid (SO_PASSCRED) and the kernel's
+receive time in nanoseconds (SO_TIMESTAMPNS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import stat
+import struct
+import time
+import zoneinfo
+from typing import Any
+
+from logpipe import metrics
+from logpipe.config import DevlogSettings
+from logpipe.event import (
+    EVENT_OVERHEAD_BYTES,
+    GROUP_ID,
+    PROCESS_PID,
+    TAGS,
+    USER_ID,
+    Stamper,
+)
+from logpipe.parsers.cee import apply_cee
+from logpipe.parsers.syslog import SyslogParser
+from logpipe.queue import EventQueue, LossTracker
+
+log = logging.getLogger(__name__)
+
+# Linux values; Python's socket module does not export all of them.
+SO_PASSCRED = getattr(socket, "SO_PASSCRED", 16)
+SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
+SO_TIMESTAMPNS = 35
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+SO_RCVBUFFORCE = 33
+
+_UCRED = struct.Struct("iII")  # pid, uid, gid
+_TIMESPEC = struct.Struct("qq")  # tv_sec, tv_nsec
+_ANCILLARY_BYTES = socket.CMSG_SPACE(_UCRED.size) + socket.CMSG_SPACE(_TIMESPEC.size)
+
+# Datagrams read per wake-up before yielding to the loop, so the output tasks get
+# a turn even under a flood; the socket stays readable and we are woken again.
+MAX_DATAGRAMS_PER_WAKE = 2000
+
+TAG_TRUNCATED = "_message_truncated"
+REASON_QUEUE_FULL = "queue_full"
+
+
+class DevlogInput:
+    """Receives datagrams on a unix socket and queues stamped events."""
+
+    def __init__(
+        self, settings: DevlogSettings, queue: EventQueue, node: str, loss: LossTracker
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.queue = queue
+        self.loss = loss
+        self.stamper = Stamper(node, settings.name, "devlog")
+        zone = zoneinfo.ZoneInfo(settings.timezone) if settings.timezone else None
+        self.parser = SyslogParser(zone)
+        self.sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._paused = False
+        self._resume_task: asyncio.Task[None] | None = None
+        self._received = metrics.RECEIVED_EVENTS.labels(input=self.name)
+        self._received_bytes = metrics.RECEIVED_BYTES.labels(input=self.name)
+        self._dropped = metrics.DROPPED_EVENTS.labels(input=self.name, reason=REASON_QUEUE_FULL)
+        self._truncated = metrics.TRUNCATED_EVENTS.labels(input=self.name)
+        self._parse_failures = metrics.PARSE_FAILURES.labels(input=self.name, parser="syslog")
+
+    @property
+    def bound(self) -> bool:
+        return self.sock is not None
+
+    def open(self) -> None:
+        """Create and bind the socket (replacing a stale socket file, never another file)."""
+        path = self.settings.path
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise OSError(f"{path} exists and is not a socket; refusing to replace it")
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(path)
+            os.chmod(path, self.settings.mode)
+            sock.setsockopt(socket.SOL_SOCKET, SO_PASSCRED, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self._grow_receive_buffer(sock)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        log.info("Listening for /dev/log datagrams. path=%s input=%s", path, self.name)
+
+    def _grow_receive_buffer(self, sock: socket.socket) -> None:
+        want = self.settings.receive_buffer_bytes
+        try:
+            # FORCE lifts net.core.rmem_max for a privileged process.
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, want)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.sock is not None, "open() first"
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def stop(self) -> None:
+        """Stop reading; the socket file stays so clients do not see it vanish mid-restart."""
+        if self.sock is not None and self._loop is not None and not self._paused:
+            self._loop.remove_reader(self.sock.fileno())
+        self._paused = True
+        if self._resume_task is not None:
+            self._resume_task.cancel()
+
+    def close(self) -> None:
+        self.stop()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def _on_readable(self) -> None:
+        """Drain the socket: the only code between the kernel queue and our memory queue."""
+        sock = self.sock
+        if sock is None:
+            return
+        queue = self.queue
+        room = queue.room()
+        if room == 0 and queue.when_full == "block":
+            self._pause_until_room()
+            return
+        recvmsg = sock.recvmsg
+        max_bytes = self.settings.max_message_bytes
+        parse = self.parser.parse
+        stamp = self.stamper.stamp
+        events: list[dict[str, Any]] = []
+        sizes: list[int] = []
+        received = received_bytes = dropped = truncated = failures = 0
+        drop_first_ns = 0
+        while received < MAX_DATAGRAMS_PER_WAKE:
+            try:
+                data, ancillary, flags, _ = recvmsg(max_bytes, _ANCILLARY_BYTES)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.warning("Failed to read datagram. error=%s input=%s", exc, self.name)
+                break
+            received += 1
+            received_bytes += len(data)
+            if room == 0:
+                # Full: count it, do not parse it. The time range for the loss marker
+                # needs only the first and last drop of this wake-up.
+                if not dropped:
+                    drop_first_ns = time.time_ns()
+                dropped += 1
+                continue
+            pid = -1
+            uid = gid = 0
+            received_ns = 0
+            for level, kind, cdata in ancillary:
+                if level == socket.SOL_SOCKET:
+                    if kind == SCM_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
+                        sec, nsec = _TIMESPEC.unpack_from(cdata)
+                        received_ns = sec * 1_000_000_000 + nsec
+                    elif kind == SCM_CREDENTIALS and len(cdata) >= _UCRED.size:
+                        pid, uid, gid = _UCRED.unpack_from(cdata)
+            if not received_ns:
+                received_ns = time.time_ns()
+            event = parse(data, received_ns)
+            if TAGS in event:
+                failures += 1
+            if flags & socket.MSG_TRUNC:
+                truncated += 1
+                event.setdefault(TAGS, []).append(TAG_TRUNCATED)
+            if pid > 0:
+                # The kernel's word, in logpipe's pid namespace (the tag's pid, if any,
+                # stays in log.syslog.procid): this is what attribution will use.
+                event[PROCESS_PID] = pid
+                event[USER_ID] = str(uid)
+                event[GROUP_ID] = str(gid)
+            message = event.get("message")
+            if message and message.startswith("@cee:") and self.settings.parse_cee:
+                apply_cee(event)
+            events.append(stamp(event, received_ns))
+            sizes.append(len(data) + EVENT_OVERHEAD_BYTES)
+            room -= 1
+            if room == 0:
+                # Re-check: the byte bound may allow fewer than the event bound said.
+                queue.put_many(events, sizes)
+                events, sizes = [], []
+                room = queue.room()
+                if room == 0 and queue.when_full == "block":
+                    self._pause_until_room()
+                    break
+        queue.put_many(events, sizes)
+        if received:
+            self._received.inc(received)
+            self._received_bytes.inc(received_bytes)
+        if dropped:
+            self._dropped.inc(dropped)
+            self.loss.add(dropped, REASON_QUEUE_FULL, drop_first_ns, time.time_ns())
+        if truncated:
+            self._truncated.inc(truncated)
+        if failures:
+            self._parse_failures.inc(failures)
+
+    def _pause_until_room(self) -> None:
+        """``block`` policy: stop reading; the kernel queue then pushes back on senders."""
+        if self._paused or self._loop is None or self.sock is None:
+            return
+        self._paused = True
+        self._loop.remove_reader(self.sock.fileno())
+        self._resume_task = self._loop.create_task(self._resume_when_room())
+
+    async def _resume_when_room(self) -> None:
+        await self.queue.wait_for_room()
+        if self.sock is not None and self._loop is not None and self._paused:
+            self._paused = False
+            self._loop.add_reader(self.sock.fileno(), self._on_readable)

@@ -1,0 +1,73 @@
+"""Every metric logpipe exports, in one place.
+
+Names follow ``logpipe_<what>_<unit>_total``; labels are bounded (input, output,
+reason, destination), never a container id or a raw error text. Counters are bumped
+by a count once per read or per batch, not inside per-event loops.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECEIVED_EVENTS = Counter(
+    "logpipe_received_events_total", "Events read from an input, dropped ones included.", ["input"]
+)
+RECEIVED_BYTES = Counter(
+    "logpipe_received_bytes_total", "Bytes of event data read from an input.", ["input"]
+)
+DROPPED_EVENTS = Counter(
+    "logpipe_dropped_events_total",
+    "Events received but not kept, by input and reason (queue_full, ...).",
+    ["input", "reason"],
+)
+TRUNCATED_EVENTS = Counter(
+    "logpipe_truncated_events_total", "Events cut at max_message_bytes and tagged.", ["input"]
+)
+PARSE_FAILURES = Counter(
+    "logpipe_parse_failures_total",
+    "Events whose text could not be parsed; kept as text and tagged.",
+    ["input", "parser"],
+)
+LOSS_MARKERS = Counter(
+    "logpipe_loss_markers_total", "Loss-marker events queued to record drops.", ["input"]
+)
+
+QUEUE_EVENTS = Gauge("logpipe_queue_events", "Events waiting in the memory queue.")
+QUEUE_BYTES = Gauge("logpipe_queue_bytes", "Approximate bytes waiting in the memory queue.")
+QUEUE_PUSHED = Counter("logpipe_queue_pushed_events_total", "Events put into the memory queue.")
+QUEUE_POPPED = Counter("logpipe_queue_popped_events_total", "Events taken out by the output.")
+
+INDEXED_EVENTS = Counter(
+    "logpipe_indexed_events_total",
+    "Documents the output delivered (created, or found already there: 409).",
+    ["output"],
+)
+DUPLICATE_EVENTS = Counter(
+    "logpipe_duplicate_events_total",
+    "Deliveries answered 409: a retried document that had already landed.",
+    ["output"],
+)
+FAILED_EVENTS = Counter(
+    "logpipe_failed_events_total",
+    "Documents refused by the output, by reason (rejected: dead-lettered).",
+    ["output", "reason"],
+)
+RETRIES = Counter(
+    "logpipe_retries_total",
+    "Documents sent again, by reason (transport, status_503, rejected_execution...).",
+    ["output", "reason"],
+)
+DEAD_LETTERED = Counter(
+    "logpipe_dead_lettered_events_total",
+    "Refused documents kept elsewhere, by destination (data_stream or file).",
+    ["output", "destination"],
+)
+BULK_DURATION = Histogram(
+    "logpipe_bulk_request_duration_seconds",
+    "Time from sending a _bulk request to its full answer.",
+    ["output"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+OUTPUT_UP = Gauge(
+    "logpipe_output_up", "1 when the output's last request got an answer, else 0.", ["output"]
+)

@@ -1,0 +1,166 @@
+"""The Elasticsearch ``_bulk`` protocol as pure functions: encode a batch, classify a response.
+
+No sockets here. The shipper (``logpipe.outputs.elasticsearch``) moves the bytes and
+owns the backoff; these functions decide what the bytes are and what an answer means.
+
+Each event is encoded exactly once, into a ``Doc`` that keeps the action line and the
+source apart, so a retry of some items re-joins the same bytes without re-encoding,
+and a dead letter can quote the original document verbatim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from logpipe.event import ID
+
+# Statuses and error types worth another try: the cluster is busy or unwell, the
+# document is fine. Anything else 4xx (mapping conflicts, bad values) will fail the
+# same way again, so it goes to the dead-letter stream instead.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_ERROR_TYPES = frozenset(
+    {"es_rejected_execution_exception", "circuit_breaking_exception", "unavailable_shards_exception"}
+)
+
+_ACTION_HEAD = b'{"create":{"_id":"'
+_ACTION_TAIL = b'"}}\n'
+
+
+@dataclass(slots=True)
+class Doc:
+    """One encoded event: its id, its ``_bulk`` lines, and how many attempts it has had."""
+
+    id: str
+    source: bytes
+    attempts: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.source) + len(self.id) + 24
+
+
+def encode(events: list[dict[str, Any]]) -> list[Doc]:
+    """Encode events once. Pops ``_id`` off each event (it must not reach ``_source``)."""
+    dumps = orjson.dumps
+    # orjson needs no default hook for our dicts: every value is str, int or a
+    # nested dict/list of those, so an error here is a programming error.
+    return [Doc(ev.pop(ID), dumps(ev)) for ev in events]
+
+
+def body(docs: list[Doc]) -> bytes:
+    """The NDJSON request body for these documents (action line, source, newline each)."""
+    parts: list[bytes] = []
+    append = parts.append
+    for doc in docs:
+        append(_ACTION_HEAD)
+        append(doc.id.encode())
+        append(_ACTION_TAIL)
+        append(doc.source)
+        append(b"\n")
+    return b"".join(parts)
+
+
+@dataclass(slots=True)
+class Rejection:
+    """A document Elasticsearch will not take as it is, and why."""
+
+    doc: Doc
+    status: int
+    error_type: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a ``_bulk`` response means for each document sent."""
+
+    created: int = 0
+    duplicates: int = 0  # 409: a retry that had already landed; counts as delivered
+    retry: list[Doc] = field(default_factory=list)
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> int:
+        return self.created + self.duplicates
+
+
+def classify(docs: list[Doc], response: bytes) -> Outcome:
+    """Classify a 200 answer to ``_bulk`` item by item (items come back in request order)."""
+    outcome = Outcome()
+    try:
+        parsed = orjson.loads(response)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("items"), list):
+        # A 200 without items is not a bulk answer (a proxy page?): nothing is known
+        # to have landed, and retrying is safe because every create carries its id.
+        outcome.retry = list(docs)
+        outcome.retry_reasons["bad_response"] = len(docs)
+        return outcome
+    if not parsed.get("errors"):
+        outcome.created = len(docs)
+        if len(parsed["items"]) != len(docs):
+            outcome.created = 0
+            outcome.retry = list(docs)
+            outcome.retry_reasons["bad_response"] = len(docs)
+        return outcome
+    items = parsed["items"]
+    if len(items) != len(docs):
+        outcome.retry = list(docs)
+        outcome.retry_reasons["bad_response"] = len(docs)
+        return outcome
+    for doc, item in zip(docs, items, strict=True):
+        result = next(iter(item.values()), {}) if isinstance(item, dict) else {}
+        status = result.get("status", 0)
+        if status in (200, 201):
+            outcome.created += 1
+        elif status == 409:
+            outcome.duplicates += 1
+        else:
+            error = result.get("error") or {}
+            if isinstance(error, str):
+                error = {"type": "error", "reason": error}
+            error_type = str(error.get("type", f"http_{status}"))
+            if status in RETRY_STATUSES or error_type in RETRY_ERROR_TYPES or status == 0:
+                outcome.retry.append(doc)
+                key = "rejected_execution" if status == 429 else f"status_{status}"
+                outcome.retry_reasons[key] = outcome.retry_reasons.get(key, 0) + 1
+            else:
+                reason = str(error.get("reason", ""))
+                caused = error.get("caused_by")
+                if isinstance(caused, dict) and caused.get("reason"):
+                    reason = f"{reason}: {caused['reason']}"
+                outcome.rejected.append(Rejection(doc, status, error_type, reason))
+    return outcome
+
+
+def dead_letter(
+    rejection: Rejection, data_stream: str, constant: dict[str, Any], created: str
+) -> dict[str, Any]:
+    """The dead-letter event for a rejected document: the original kept whole, as a string."""
+    original = rejection.doc.source
+    try:
+        source = orjson.loads(original)
+    except orjson.JSONDecodeError:
+        source = {}
+    event: dict[str, Any] = {
+        "@timestamp": source.get("@timestamp", created),
+        "message": str(source.get("message", "")),
+        "event.created": created,
+        "event.kind": "pipeline_error",
+        "event.original": original.decode("utf-8", "replace"),
+        "error.type": rejection.error_type,
+        "error.message": rejection.reason,
+        "logpipe.dlq.data_stream": data_stream,
+        "logpipe.dlq.status": rejection.status,
+        "logpipe.dlq.id": rejection.doc.id,
+        ID: rejection.doc.id,
+    }
+    event.update(constant)
+    if "event.dataset" in source:
+        event["event.dataset"] = source["event.dataset"]
+    return event

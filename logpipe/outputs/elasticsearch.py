@@ -1,0 +1,305 @@
+"""The Elasticsearch output: batches from the queue to ``_bulk``, retried until delivered.
+
+Each of ``concurrency`` sender tasks takes a batch, encodes it once and sends it with
+``op_type=create`` and the events' own ids, so a retry of a request that had in fact
+landed is answered 409 and counted as delivered: no duplicates. Whole-request
+failures (refused, timeout, 429, 5xx) are retried with capped exponential backoff
+and jitter, host by host, while the queue holds the rest. Per-item outcomes are
+classified by ``logpipe.outputs.bulk``: retriable items are sent again, refused ones
+go to the dead-letter data stream, or to a local NDJSON file if that fails too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import random
+import time
+import aiohttp
+import orjson
+
+from logpipe import metrics
+from logpipe.config import ElasticsearchSettings
+from logpipe.errors import BulkRequestError, OutputError, TransportError
+from logpipe.event import AGENT_TYPE
+from logpipe.outputs import bulk
+from logpipe.queue import EventQueue
+from logpipe.timefmt import iso_ns
+
+log = logging.getLogger(__name__)
+
+OUTPUT = "elasticsearch"
+TEMPLATE_RECHECK_SECONDS = 10.0
+HEALTH_INTERVAL_SECONDS = 5.0
+
+
+def template_name(data_stream: str) -> str:
+    """The index template that `logpipe setup` installs for a data stream."""
+    return f"logpipe-{data_stream}"
+
+
+def auth_headers(settings: ElasticsearchSettings) -> dict[str, str]:
+    if settings.api_key:
+        return {"Authorization": f"ApiKey {settings.api_key}"}
+    if settings.username:
+        token = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    return {}
+
+
+class ElasticsearchOutput:
+    """Ships queued events to a data stream; owns retries, failover and dead letters."""
+
+    def __init__(
+        self,
+        settings: ElasticsearchSettings,
+        queue: EventQueue,
+        node: str,
+        dead_letter_file: str,
+        config_file: str,
+    ) -> None:
+        self.settings = settings
+        self.config_file = config_file
+        self.queue = queue
+        self.dead_letter_file = dead_letter_file
+        self._dlq_constant = {"host.name": node, "agent.type": AGENT_TYPE, "agent.name": node}
+        self._host_index = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._in_flight = 0
+        self.reachable = False
+        self.template_ok = asyncio.Event()
+        self._up = metrics.OUTPUT_UP.labels(output=OUTPUT)
+        self._indexed = metrics.INDEXED_EVENTS.labels(output=OUTPUT)
+        self._duplicates = metrics.DUPLICATE_EVENTS.labels(output=OUTPUT)
+        self._bulk_duration = metrics.BULK_DURATION.labels(output=OUTPUT)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            headers={**auth_headers(self.settings)},
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+            connector=aiohttp.TCPConnector(limit=self.settings.concurrency * 2 + 2),
+        )
+        self._tasks.append(asyncio.create_task(self._watch_cluster(), name="es-watch"))
+        for n in range(self.settings.concurrency):
+            self._tasks.append(asyncio.create_task(self._send_loop(), name=f"es-sender-{n}"))
+
+    @property
+    def idle(self) -> bool:
+        return self._in_flight == 0 and len(self.queue) == 0
+
+    async def stop(self) -> None:
+        """Cancel the senders (call after draining) and close connections."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    # -- sending -------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        s = self.settings
+        while True:
+            await self.template_ok.wait()
+            events = await self.queue.take(s.batch_max_events, s.batch_max_bytes, s.flush_interval)
+            if not events:
+                continue
+            self._in_flight += 1
+            try:
+                docs = bulk.encode(events)
+                del events
+                await self._deliver(s.data_stream, docs)
+            finally:
+                self._in_flight -= 1
+
+    async def _deliver(self, data_stream: str, docs: list[bulk.Doc]) -> None:
+        """Send until every doc is delivered or rejected; dead-letter the rejects."""
+        attempt = 0
+        pending = docs
+        while pending:
+            try:
+                answer = await self._post_bulk(data_stream, bulk.body(pending))
+            except OutputError as exc:
+                attempt += 1
+                reason = "transport" if isinstance(exc, TransportError) else "request"
+                metrics.RETRIES.labels(output=OUTPUT, reason=reason).inc(len(pending))
+                self._log_retry(exc, len(pending), attempt)
+                await self._backoff(attempt)
+                continue
+            outcome = bulk.classify(pending, answer)
+            self._indexed.inc(outcome.delivered)
+            if outcome.duplicates:
+                self._duplicates.inc(outcome.duplicates)
+            if outcome.rejected:
+                await self._dead_letter(data_stream, outcome.rejected)
+            pending = outcome.retry
+            if pending:
+                attempt += 1
+                for reason, count in outcome.retry_reasons.items():
+                    metrics.RETRIES.labels(output=OUTPUT, reason=reason).inc(count)
+                await self._backoff(attempt)
+
+    async def _post_bulk(self, data_stream: str, body: bytes) -> bytes:
+        """POST one _bulk body to the current host; fail over to the next on transport errors."""
+        assert self._session is not None
+        hosts = self.settings.hosts
+        host = hosts[self._host_index % len(hosts)]
+        url = f"{host}/{data_stream}/_bulk"
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                url, data=body, headers={"Content-Type": "application/x-ndjson"}
+            ) as resp:
+                payload = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._mark_reachable(False)
+            self._host_index += 1  # fail over: the next attempt tries the next host
+            raise TransportError(f"{host}: {type(exc).__name__}: {exc}") from exc
+        self._bulk_duration.observe(time.perf_counter() - started)
+        self._mark_reachable(True)
+        if status != 200:
+            if status >= 500 and len(hosts) > 1:
+                self._host_index += 1
+            raise BulkRequestError(status, payload.decode("utf-8", "replace"))
+        return payload
+
+    def _mark_reachable(self, up: bool) -> None:
+        if up != self.reachable:
+            if up:
+                log.info("Elasticsearch is reachable. hosts=%s", ",".join(self.settings.hosts))
+            else:
+                log.warning("Elasticsearch is unreachable; events wait in the queue.")
+        self.reachable = up
+        self._up.set(1 if up else 0)
+
+    def _log_retry(self, exc: Exception, count: int, attempt: int) -> None:
+        level = logging.WARNING if attempt in (1, 10) or attempt % 50 == 0 else logging.DEBUG
+        log.log(level, "Bulk request failed; will retry. error=%s events=%d attempt=%d",
+                exc, count, attempt)
+
+    async def _backoff(self, attempt: int) -> None:
+        s = self.settings
+        ceiling = min(s.retry_max_backoff, s.retry_initial_backoff * (2 ** min(attempt, 30)))
+        # Equal jitter: at least half the ceiling, so retries still back off, and a
+        # random other half, so many nodes do not retry in step.
+        await asyncio.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+    # -- dead letters --------------------------------------------------------------
+
+    async def _dead_letter(self, data_stream: str, rejected: list[bulk.Rejection]) -> None:
+        created = iso_ns(time.time_ns())
+        by_reason: dict[str, int] = {}
+        for r in rejected:
+            by_reason[r.error_type] = by_reason.get(r.error_type, 0) + 1
+        for reason, count in by_reason.items():
+            metrics.FAILED_EVENTS.labels(output=OUTPUT, reason=reason).inc(count)
+        log.warning("Elasticsearch refused documents; dead-lettering them. count=%d reasons=%s",
+                    len(rejected), by_reason)
+        if data_stream == self.settings.dlq_data_stream:
+            # The dead-letter stream itself refused them: keep them on disk.
+            self._write_dead_letter_file([(r, data_stream) for r in rejected])
+            return
+        letters = [
+            bulk.dead_letter(r, data_stream, self._dlq_constant, created) for r in rejected
+        ]
+        docs = bulk.encode(letters)
+        sent = await self._deliver_dead_letters(docs, rejected, data_stream)
+        metrics.DEAD_LETTERED.labels(output=OUTPUT, destination="data_stream").inc(sent)
+
+    async def _deliver_dead_letters(
+        self, docs: list[bulk.Doc], rejected: list[bulk.Rejection], data_stream: str
+    ) -> int:
+        """Index dead letters; those the DLQ stream refuses too go to the local file."""
+        attempt = 0
+        pending = docs
+        delivered = 0
+        originals = {r.doc.id: r for r in rejected}
+        while pending:
+            try:
+                answer = await self._post_bulk(self.settings.dlq_data_stream, bulk.body(pending))
+            except OutputError as exc:
+                attempt += 1
+                self._log_retry(exc, len(pending), attempt)
+                await self._backoff(attempt)
+                continue
+            outcome = bulk.classify(pending, answer)
+            delivered += outcome.delivered
+            if outcome.rejected:
+                self._write_dead_letter_file(
+                    [(originals[r.doc.id], data_stream) for r in outcome.rejected]
+                )
+            pending = outcome.retry
+            if pending:
+                attempt += 1
+                await self._backoff(attempt)
+        return delivered
+
+    def _write_dead_letter_file(self, items: list[tuple[bulk.Rejection, str]]) -> None:
+        path = self.dead_letter_file
+        created = iso_ns(time.time_ns())
+        lines = [
+            orjson.dumps(bulk.dead_letter(r, ds, self._dlq_constant, created)) + b"\n"
+            for r, ds in items
+        ]
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with open(path, "ab") as fh:
+                fh.writelines(lines)
+        except OSError as exc:
+            metrics.DROPPED_EVENTS.labels(input="output", reason="dead_letter_failed").inc(
+                len(items)
+            )
+            log.error("Failed to write dead letters; they are lost. error=%s path=%s count=%d",
+                      exc, path, len(items))
+            return
+        metrics.DEAD_LETTERED.labels(output=OUTPUT, destination="file").inc(len(items))
+        log.error("Dead letters written to the local file. path=%s count=%d", path, len(items))
+
+    # -- cluster state -------------------------------------------------------------
+
+    async def _watch_cluster(self) -> None:
+        """Check the index template until it is there, then keep an eye on reachability."""
+        warned = False
+        name = template_name(self.settings.data_stream)
+        while True:
+            status = await self._get_status(f"/_index_template/{name}")
+            if status == 200 and not self.template_ok.is_set():
+                log.info("Index template found; shipping. template=%s", name)
+                self.template_ok.set()
+            elif status == 404 and not warned:
+                log.error(
+                    "Index template is missing; events wait in the queue until it is "
+                    "installed. Run: logpipe setup -c %s  template=%s",
+                    self.config_file, name,
+                )
+                warned = True
+            delay = HEALTH_INTERVAL_SECONDS if self.template_ok.is_set() else (
+                TEMPLATE_RECHECK_SECONDS if status == 404 else 1.0
+            )
+            await asyncio.sleep(delay)
+
+    async def _get_status(self, path: str) -> int:
+        assert self._session is not None
+        hosts = self.settings.hosts
+        host = hosts[self._host_index % len(hosts)]
+        try:
+            async with self._session.get(
+                f"{host}{path}", timeout=aiohttp.ClientTimeout(total=5)
+            ) as resp:
+                await resp.read()
+                self._mark_reachable(True)
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self._mark_reachable(False)
+            if self._in_flight == 0:
+                self._host_index += 1
+            return 0
+

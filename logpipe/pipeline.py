@@ -1,0 +1,126 @@
+"""Wires inputs -> queue -> output, runs them, and stops them in order.
+
+Lifecycle (SIGTERM or SIGINT): stop reading inputs, let the output drain the queue
+within ``service.shutdown_timeout``, then cancel it, and log what was left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+from logpipe import metrics
+from logpipe.admin import AdminServer
+from logpipe.config import Settings
+from logpipe.event import Stamper, loss_marker
+from logpipe.inputs.devlog import DevlogInput
+from logpipe.outputs.elasticsearch import ElasticsearchOutput
+from logpipe.queue import EventQueue, LossTracker
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """One worker's whole data path."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        node = settings.node_name
+        q = settings.queue
+        self.queue = EventQueue(q.max_events, q.max_bytes, q.when_full)
+        self.losses: dict[str, tuple[LossTracker, Stamper]] = {}
+        self.inputs: list[DevlogInput] = []
+        for inp in settings.inputs:
+            tracker = LossTracker(inp.name)
+            devlog = DevlogInput(inp, self.queue, node, tracker)
+            self.inputs.append(devlog)
+            self.losses[inp.name] = (tracker, devlog.stamper)
+        self.output = ElasticsearchOutput(
+            settings.elasticsearch, self.queue, node, settings.dead_letter_file, settings.file
+        )
+        self.admin = AdminServer(settings.admin.listen, self.readiness, self.status)
+        self._stop = asyncio.Event()
+        self._started_at = time.time()
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        reasons = [f"input {i.name} is not bound" for i in self.inputs if not i.bound]
+        if not self.output.reachable:
+            reasons.append("Elasticsearch is unreachable")
+        if not self.output.template_ok.is_set():
+            reasons.append("index template not confirmed (run logpipe setup)")
+        return not reasons, reasons
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "uptime_seconds": round(time.time() - self._started_at, 1),
+            "queue": {
+                "events": len(self.queue),
+                "bytes": self.queue.bytes,
+                "max_events": self.queue.max_events,
+                "max_bytes": self.queue.max_bytes,
+            },
+            "inputs": [
+                {"name": i.name, "path": i.settings.path, "bound": i.bound} for i in self.inputs
+            ],
+            "elasticsearch": {
+                "reachable": self.output.reachable,
+                "template": self.output.template_ok.is_set(),
+            },
+        }
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        for inp in self.inputs:
+            inp.open()
+        await self.admin.start()
+        await self.output.start()
+        for inp in self.inputs:
+            inp.start(loop)
+        markers = asyncio.create_task(self._loss_markers(), name="loss-markers")
+        log.info("logpipe is running. inputs=%s node=%s", len(self.inputs),
+                 self.settings.node_name)
+        await self._stop.wait()
+        log.info("Stopping: inputs closed, draining the queue. queued=%d", len(self.queue))
+        for inp in self.inputs:
+            inp.stop()
+        markers.cancel()
+        self._emit_loss_markers()
+        await self._drain(self.settings.service.shutdown_timeout)
+        await self.output.stop()
+        await self.admin.stop()
+        for inp in self.inputs:
+            inp.close()
+
+    async def _drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.output.idle and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.output.idle:
+            log.info("Stopped cleanly: queue drained.")
+        else:
+            log.error("Stopped with events undelivered (no spool configured). queued=%d",
+                      len(self.queue))
+
+    async def _loss_markers(self) -> None:
+        interval = self.settings.queue.loss_marker_interval
+        while True:
+            await asyncio.sleep(interval)
+            self._emit_loss_markers()
+
+    def _emit_loss_markers(self) -> None:
+        now = time.time_ns()
+        for name, (tracker, stamper) in self.losses.items():
+            if not tracker.count:
+                continue
+            count, reason, first_ns, last_ns = tracker.take()
+            self.queue.put_marker(
+                loss_marker(stamper, name, reason, count, first_ns, last_ns, now)
+            )
+            metrics.LOSS_MARKERS.labels(input=name).inc()
+            log.warning("Events were dropped; loss marker queued. input=%s count=%d reason=%s",
+                        name, count, reason)

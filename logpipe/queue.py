@@ -1,0 +1,170 @@
+"""The bounded memory queue between inputs and the output, and the loss bookkeeping.
+
+Bounded twice, in events and in (estimated) bytes. What happens when it is full is a
+documented decision (``queue.when_full``):
+
+- ``drop_newest``: the offer fails at once and the input counts a drop; nothing ever
+  waits. An input asks ``room()`` *before* it parses, so a flood that is being
+  dropped costs one receive per datagram and nothing more.
+- ``block``: the input awaits ``wait_for_room()`` and stops reading meanwhile, which
+  pushes back on the sender (the kernel's socket buffer, then the client).
+
+Loss markers bypass the bounds (``put_marker``): they are few (one per input per
+interval) and are the only record of what was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from logpipe import metrics
+
+Event = dict[str, Any]
+
+
+class EventQueue:
+    """FIFO of events with event and byte bounds; one consumer takes batches."""
+
+    # Hot path: every event passes through put_many/take, so no __dict__.
+    __slots__ = (
+        "_bytes",
+        "_events",
+        "_flush_threshold",
+        "_has_room",
+        "_not_empty",
+        "_ready",
+        "_sizes",
+        "max_bytes",
+        "max_events",
+        "when_full",
+    )
+
+    def __init__(self, max_events: int, max_bytes: int, when_full: str) -> None:
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.when_full = when_full
+        self._events: deque[Event] = deque()
+        self._sizes: deque[int] = deque()
+        self._bytes = 0
+        self._not_empty = asyncio.Event()
+        self._ready = asyncio.Event()  # set when a batch's worth is waiting
+        self._has_room = asyncio.Event()
+        self._has_room.set()
+        self._flush_threshold = 1
+        metrics.QUEUE_EVENTS.set_function(lambda: len(self._events))
+        metrics.QUEUE_BYTES.set_function(lambda: self._bytes)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def room(self) -> int:
+        """How many more events fit now (0 when full by events or by bytes)."""
+        if self._bytes >= self.max_bytes:
+            return 0
+        return max(0, self.max_events - len(self._events))
+
+    def put_many(self, events: list[Event], sizes: list[int]) -> None:
+        """Append events the caller has already made room for (see ``room()``)."""
+        if not events:
+            return
+        self._events.extend(events)
+        self._sizes.extend(sizes)
+        self._bytes += sum(sizes)
+        metrics.QUEUE_PUSHED.inc(len(events))
+        self._after_put()
+
+    def put_marker(self, event: Event) -> None:
+        """Append a loss marker, whatever the bounds say."""
+        self._events.append(event)
+        self._sizes.append(0)
+        metrics.QUEUE_PUSHED.inc()
+        self._not_empty.set()
+        self._ready.set()  # markers should not wait for a full batch
+
+    def _after_put(self) -> None:
+        self._not_empty.set()
+        if len(self._events) >= self._flush_threshold or self._bytes >= self.max_bytes:
+            self._ready.set()
+        if self.room() == 0:
+            self._has_room.clear()
+
+    async def wait_for_room(self) -> None:
+        """For ``block``: return once at least one event fits."""
+        while self.room() == 0:
+            self._has_room.clear()
+            await self._has_room.wait()
+
+    async def take(self, max_events: int, max_bytes: int, max_wait: float) -> list[Event]:
+        """Take up to a batch; wait up to ``max_wait`` for a full one once any event is there."""
+        self._flush_threshold = max_events
+        if not self._events:
+            self._not_empty.clear()
+            await self._not_empty.wait()
+        if len(self._events) < max_events and self._bytes < max_bytes:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), max_wait)
+            except TimeoutError:
+                pass
+        return self.take_nowait(max_events, max_bytes)
+
+    def take_nowait(self, max_events: int, max_bytes: int) -> list[Event]:
+        """Take what is there now, up to the bounds (at least one event if any)."""
+        events, sizes = self._events, self._sizes
+        batch: list[Event] = []
+        taken_bytes = 0
+        while events and len(batch) < max_events:
+            size = sizes[0]
+            if batch and taken_bytes + size > max_bytes:
+                break
+            batch.append(events.popleft())
+            sizes.popleft()
+            taken_bytes += size
+        self._bytes -= taken_bytes
+        if batch:
+            metrics.QUEUE_POPPED.inc(len(batch))
+            self._has_room.set()
+        if events and len(events) >= self._flush_threshold:
+            self._ready.set()
+        return batch
+
+    def wake(self) -> None:
+        """Release a waiting ``take`` (used at shutdown)."""
+        self._not_empty.set()
+        self._ready.set()
+
+
+class LossTracker:
+    """Drops of one input since the last loss marker: count, reason, time range."""
+
+    __slots__ = ("count", "first_ns", "input", "last_ns", "reason")
+
+    def __init__(self, input_name: str) -> None:
+        self.input = input_name
+        self.count = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.reason = ""
+
+    def add(self, count: int, reason: str, first_ns: int, last_ns: int) -> None:
+        if not count:
+            return
+        if self.count == 0:
+            self.first_ns = first_ns
+            self.reason = reason
+        elif reason != self.reason:
+            self.reason = "mixed"
+        self.count += count
+        self.last_ns = last_ns
+
+    def take(self) -> tuple[int, str, int, int]:
+        """Return and reset (count, reason, first_ns, last_ns)."""
+        summary = (self.count, self.reason, self.first_ns, self.last_ns)
+        self.count = 0
+        return summary

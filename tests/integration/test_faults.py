@@ -1,0 +1,138 @@
+"""Faults the path must survive: Elasticsearch down, a flood, a mapping conflict."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.integration.conftest import ES, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _send_paced(path: str, total: int, rate: float, prefix: str) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(path)
+        start = time.monotonic()
+        for n in range(total):
+            due = start + n / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            s.send(f"<14>Nov 29 10:00:00 paced[{os.getpid()}]: {prefix} {n}".encode())
+
+
+def test_elasticsearch_down_20s_loses_nothing_and_duplicates_nothing(logpipe_factory, es: ES):
+    lp = logpipe_factory(queue={"max_events": 50_000})
+    total, rate = 20_000, 1000.0
+    sender = threading.Thread(target=_send_paced, args=(lp.socket_path, total, rate, "outage"))
+    sender.start()
+    time.sleep(2)
+    es.node.stop()
+    down_at = time.monotonic()
+    wait_for(lambda: lp.metric("logpipe_output_up") == 0, 15, "logpipe to notice the outage")
+    time.sleep(max(0.0, 20 - (time.monotonic() - down_at)))
+    es.node.start()
+    sender.join()
+
+    wait_for(lambda: es.count(lp.data_stream) >= total, 60, f"{total} documents after the outage")
+    ids = es.all_ids(lp.data_stream)
+    assert len(ids) == total
+    assert len(set(ids)) == total  # no duplicate _id ...
+    messages = {h["_source"]["message"] for h in es.search(
+        lp.data_stream, {"match_all": {}}, size=10000)}
+    assert len(messages) == 10000  # ... and the first 10k messages are distinct too
+    assert lp.metric("logpipe_received_events_total", input="devlog") == total
+    assert lp.metric("logpipe_dropped_events_total") == 0
+    assert lp.metric("logpipe_retries_total") > 0
+
+
+def _flood(path: str, total: int) -> tuple[float, int]:
+    """Send as fast as the socket takes them; return (seconds blocked, datagrams sent)."""
+    blocked = 0.0
+    payload = b"<14>Nov 29 10:00:00 flood[1]: " + b"f" * 90  # ~120 bytes
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(path)
+        s.setblocking(False)
+        send = s.send
+        for _ in range(total):
+            try:
+                send(payload)
+            except BlockingIOError:
+                t0 = time.perf_counter()
+                while True:
+                    try:
+                        send(payload)
+                        break
+                    except BlockingIOError:
+                        time.sleep(0)  # yield; the receiver drains the kernel queue
+                blocked += time.perf_counter() - t0
+    return blocked, total
+
+
+def test_flood_with_elasticsearch_frozen_drops_counted_and_marked(logpipe_factory, es: ES):
+    lp = logpipe_factory(
+        queue={"max_events": 1000, "loss_marker_interval": "1s"},
+        elasticsearch={"batch_max_events": 500, "timeout": "3s"},
+    )
+    es.node.pause()
+    try:
+        blocked, sent = _flood(lp.socket_path, 100_000)
+        wait_for(lambda: lp.metric("logpipe_received_events_total", input="devlog") >= sent,
+                 30, "logpipe to read every datagram")
+    finally:
+        es.node.resume()
+    assert blocked < 1.0, f"sender blocked {blocked:.3f}s in all"
+
+    received = lp.metric("logpipe_received_events_total", input="devlog")
+    assert received == sent
+    dropped = lp.metric("logpipe_dropped_events_total", input="devlog", reason="queue_full")
+    assert dropped > 0
+
+    markers_query = {"term": {"event.action": "dropped"}}
+    events_query = {"bool": {"must_not": [markers_query]}}
+
+    def settled() -> bool:
+        return (lp.metric("logpipe_queue_events") == 0
+                and es.count(lp.data_stream, events_query) == received - dropped
+                and sum(h["_source"]["logpipe.loss.count"]
+                        for h in es.search(lp.data_stream, markers_query)) == dropped)
+
+    wait_for(settled, 60, "received = indexed + dropped, and markers for every drop")
+    markers = es.search(lp.data_stream, markers_query)
+    assert markers
+    first = markers[0]["_source"]
+    assert first["logpipe.loss.reason"] == "queue_full"
+    assert first["logpipe.loss.input"] == "devlog"
+    assert f"dropped {first['logpipe.loss.count']} events" in first["message"]
+    assert first["event.start"] <= first["event.end"]
+    indexed_events = es.count(lp.data_stream, events_query)
+    assert received == indexed_events + dropped
+    assert len(set(es.all_ids(lp.data_stream))) == indexed_events + len(markers)
+
+
+def test_mapping_conflict_goes_to_dead_letter_stream(logpipe_factory, es: ES):
+    lp = logpipe_factory()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "first", "detail": {"code": 7}}',
+                 lp.socket_path)
+        wait_for(lambda: es.count(lp.data_stream) == 1, 10, "the object-typed document")
+        s.sendto(b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "second", "detail": "plain"}',
+                 lp.socket_path)
+        s.sendto(b"<14>Nov 29 10:00:00 app[1]: third, ordinary", lp.socket_path)
+
+    wait_for(lambda: es.count(lp.dlq_data_stream) == 1, 15, "one dead letter")
+    wait_for(lambda: es.count(lp.data_stream) == 2, 10, "the other two documents")
+    letter = es.search(lp.dlq_data_stream, {"match": {"error.message": "detail"}})
+    assert len(letter) == 1
+    src = letter[0]["_source"]
+    assert src["message"] == "second"
+    assert src["error.type"] == "document_parsing_exception"
+    assert src["logpipe.dlq.data_stream"] == lp.data_stream
+    assert '"detail":"plain"' in src["event.original"]
+    assert lp.metric("logpipe_dead_lettered_events_total", destination="data_stream") == 1
+    assert lp.metric("logpipe_failed_events_total", reason="document_parsing_exception") == 1
