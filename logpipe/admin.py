@@ -54,9 +54,7 @@ class AdminServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, reasons = self._readiness()
-        return web.json_response(
-            {"ready": ready, "reasons": reasons}, status=200 if ready else 503
-        )
+        return web.json_response({"ready": ready, "reasons": reasons}, status=200 if ready else 503)
 
     async def _status_json(self, request: web.Request) -> web.Response:
         return web.json_response(self._status())

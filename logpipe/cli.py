@@ -14,7 +14,7 @@ import logging
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from logpipe import __version__
 from logpipe import config as config_mod
@@ -39,11 +39,13 @@ def _parser() -> argparse.ArgumentParser:
             "-c", "--config", help="TOML config file (default: the packaged config/logpipe.toml)"
         )
         if name == "run":
-            cmd.add_argument("--log-level", default="info",
-                             choices=["debug", "info", "warning", "error"])
+            cmd.add_argument(
+                "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+            )
     status = sub.add_parser("status", help="print the live counters of a running logpipe")
-    status.add_argument("--admin", default="http://127.0.0.1:9180",
-                        help="admin URL (default: %(default)s)")
+    status.add_argument(
+        "--admin", default="http://127.0.0.1:9180", help="admin URL (default: %(default)s)"
+    )
     return p
 
 
@@ -77,8 +79,6 @@ def _setup(settings: config_mod.Settings) -> int:
 
 
 def _run(settings: config_mod.Settings, level: str) -> int:
-    import uvloop
-
     from logpipe.pipeline import Pipeline
 
     logging.basicConfig(
@@ -87,12 +87,23 @@ def _run(settings: config_mod.Settings, level: str) -> int:
         stream=sys.stderr,
     )
     try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        with asyncio.Runner(loop_factory=_loop_factory(settings.service.event_loop)) as runner:
             runner.run(Pipeline(settings).run())
     except OSError as exc:
         logging.getLogger("logpipe").error("Failed to start. error=%s", exc)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    # The stdlib selector loop wakes the devlog reader sooner after each datagram
+    # burst than uvloop's poll handles: measured, a flooding sender spent 0.02 s
+    # blocked per 100k datagrams on it, against 0.7 s on uvloop (README, Performance).
+    return asyncio.new_event_loop
 
 
 def _status(admin: str) -> int:
@@ -117,11 +128,13 @@ def _status(admin: str) -> int:
     rows = [
         ("uptime", f"{status['uptime_seconds']} s"),
         ("queue", f"{q['events']}/{q['max_events']} events, {q['bytes']}/{q['max_bytes']} bytes"),
-        ("elasticsearch", ("up" if es["reachable"] else "DOWN")
-         + ("" if es["template"] else ", template missing")),
+        (
+            "elasticsearch",
+            ("up" if es["reachable"] else "DOWN")
+            + ("" if es["template"] else ", template missing"),
+        ),
     ]
-    for name in sorted(totals):
-        rows.append((name.removeprefix("logpipe_"), f"{totals[name]:.0f}"))
+    rows.extend((name.removeprefix("logpipe_"), f"{totals[name]:.0f}") for name in sorted(totals))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

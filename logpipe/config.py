@@ -43,8 +43,6 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 def _setting(default: Any, kind: str, help: str, **extra: Any) -> Any:
     """A dataclass field carrying how to validate it and what it means."""
     meta = {"kind": kind, "help": help, **extra}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -53,6 +51,12 @@ class ServiceSettings:
     node_name: str = _setting("", "str", "The node's name in host.name; default: the host name.")
     data_dir: str = _setting("/var/lib/logpipe", "str", "Dead letters and, later, spool files.")
     workers: int = _setting(1, "int", "Worker processes; only 1 until the supervisor lands.")
+    event_loop: str = _setting(
+        "asyncio",
+        "enum",
+        "asyncio | uvloop (see the README's performance notes)",
+        choices=("asyncio", "uvloop"),
+    )
     shutdown_timeout: float = _setting(
         10.0, "duration", "On SIGTERM, how long to keep shipping what is queued."
     )
@@ -81,7 +85,9 @@ class DevlogSettings:
 class QueueSettings:
     max_events: int = _setting(100_000, "int", "Events held in memory at most.")
     max_bytes: int = _setting(64 * 1024**2, "size", "Approximate bytes held in memory at most.")
-    when_full: str = _setting("drop_newest", "enum", "drop_newest | block", choices=WHEN_FULL_POLICIES)
+    when_full: str = _setting(
+        "drop_newest", "enum", "drop_newest | block", choices=WHEN_FULL_POLICIES
+    )
     loss_marker_interval: float = _setting(
         10.0, "duration", "How often a loss-marker event sums up the drops of each input."
     )
@@ -89,7 +95,9 @@ class QueueSettings:
 
 @dataclass(frozen=True, slots=True)
 class ElasticsearchSettings:
-    hosts: list[str] = _setting(["http://127.0.0.1:9200"], "urls", "Tried in order; failover.")
+    hosts: tuple[str, ...] = _setting(
+        ("http://127.0.0.1:9200",), "urls", "Tried in order; failover."
+    )
     data_stream: str = _setting("logs-logpipe-default", "str", "Where events go.")
     dlq_data_stream: str = _setting("logs-logpipe.dlq-default", "str", "Where rejects go.")
     batch_max_events: int = _setting(2000, "int", "Events in one _bulk request at most.")
@@ -103,7 +111,9 @@ class ElasticsearchSettings:
     password: str = _setting("", "str", "Basic auth password (optional).")
     api_key: str = _setting("", "str", "Encoded API key (optional; wins over basic auth).")
     dead_letter_file: str = _setting(
-        "", "str", "NDJSON file for rejects the DLQ stream refused; default data_dir/dead-letters.ndjson."
+        "",
+        "str",
+        "NDJSON file for rejects the DLQ stream refused; default data_dir/dead-letters.ndjson.",
     )
 
 
@@ -164,7 +174,9 @@ def from_dict(raw: dict[str, Any], file: str = "<config>") -> Settings:
             raise ConfigError(file, f"{key}.type", f"missing; one of: {', '.join(INPUT_TYPES)}")
         if kind not in _INPUT_CLASSES:
             raise ConfigError(
-                file, f"{key}.type", f"unknown input type {kind!r}; one of: {', '.join(INPUT_TYPES)}"
+                file,
+                f"{key}.type",
+                f"unknown input type {kind!r}; one of: {', '.join(INPUT_TYPES)}",
             )
         inputs.append(_build(_INPUT_CLASSES[kind], {**table, "name": name}, key, file))
     settings = Settings(
@@ -256,7 +268,9 @@ def parse_size(value: Any, meta: dict[str, Any] | None = None) -> int:
     else:
         m = _SIZE_RE.match(value)
         if not m or m.group(2).lower() not in _SIZE_UNITS:
-            raise ValueError(f"bad size {value!r}; use a number with B, KB, KiB, MB, MiB, GB or GiB")
+            raise ValueError(
+                f"bad size {value!r}; use a number with B, KB, KiB, MB, MiB, GB or GiB"
+            )
         number, unit = float(m.group(1)), m.group(2).lower()
     size = int(number * _SIZE_UNITS[unit])
     if size < 1:
@@ -282,7 +296,7 @@ def parse_duration(value: Any, meta: dict[str, Any] | None = None) -> float:
 def parse_address(value: Any, meta: dict[str, Any] | None = None) -> str:
     """'host:port' or '[v6]:port'; returned unchanged once valid."""
     _want(value, str, "an address host:port")
-    host, port = split_address(value)
+    host, _port = split_address(value)
     if not host:
         raise ValueError(f"bad address {value!r}: no host; use host:port")
     return value
@@ -313,7 +327,7 @@ def _to_enum(value: Any, meta: dict[str, Any]) -> str:
     return value
 
 
-def _to_urls(value: Any, meta: dict[str, Any]) -> list[str]:
+def _to_urls(value: Any, meta: dict[str, Any]) -> tuple[str, ...]:
     _want(value, list, "a list of URLs")
     if not value:
         raise ValueError("needs at least one URL")
@@ -321,7 +335,7 @@ def _to_urls(value: Any, meta: dict[str, Any]) -> list[str]:
         _want(url, str, "a URL string")
         if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
             raise ValueError(f"bad URL {url!r}; use http://host:port or https://host:port")
-    return [u.rstrip("/") for u in value]
+    return tuple(u.rstrip("/") for u in value)
 
 
 def _to_timezone(value: Any, meta: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 ::
 
     LogpipeError                      base; ``retriable`` says whether trying again may help
-    ├── ConfigError                   a config file is missing, unreadable or invalid (never retriable)
+    ├── ConfigError                   a config file is missing, unreadable or invalid
     └── OutputError                   an output could not deliver a request
         ├── TransportError            refused, reset, timed out: retriable
         └── BulkRequestError          the whole _bulk request was answered with an error status;

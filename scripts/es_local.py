@@ -54,14 +54,22 @@ def fetch_distribution(version: str) -> Path:
         return home
     m2 = Path(os.environ.get("MAVEN_REPO", Path.home() / ".m2" / "repository"))
     zip_path = (
-        m2 / "org/elasticsearch/distribution/integ-test-zip/elasticsearch"
-        / version / f"elasticsearch-{version}.zip"
+        m2
+        / "org/elasticsearch/distribution/integ-test-zip/elasticsearch"
+        / version
+        / f"elasticsearch-{version}.zip"
     )
     if not zip_path.exists():
         print(f"Fetching Elasticsearch {version} (integ-test-zip) with Maven...", flush=True)
         subprocess.run(
-            ["mvn", "-q", "-B", "dependency:get", f"-Dartifact={ARTIFACT.format(version=version)}",
-             "-Dtransitive=false"],
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "dependency:get",
+                f"-Dartifact={ARTIFACT.format(version=version)}",
+                "-Dtransitive=false",
+            ],
             check=True,
         )
     home.parent.mkdir(parents=True, exist_ok=True)
@@ -128,8 +136,13 @@ def ensure_user() -> int:
 class ElasticsearchNode:
     """One single-node cluster in its own directory; can be stopped, paused and restarted."""
 
-    def __init__(self, workdir: Path, version: str = DEFAULT_VERSION, port: int = 0,
-                 extra_settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        version: str = DEFAULT_VERSION,
+        port: int = 0,
+        extra_settings: dict[str, str] | None = None,
+    ) -> None:
         self.version = version
         self.workdir = Path(workdir)
         self.port = port or free_port()
@@ -182,12 +195,24 @@ class ElasticsearchNode:
         }
         cmd = [str(self.home / "bin" / "elasticsearch")]
         if os.geteuid() == 0:
-            cmd = ["setpriv", f"--reuid={RUN_USER}", f"--regid={RUN_USER}", "--init-groups",
-                   "--", *cmd]
-        out = open(self.workdir / "logs" / "stdout.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                     cwd=self.workdir)
+            cmd = [
+                "setpriv",
+                f"--reuid={RUN_USER}",
+                f"--regid={RUN_USER}",
+                "--init-groups",
+                "--",
+                *cmd,
+            ]
+        out = open(self.workdir / "logs" / "stdout.log", "ab")
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.workdir,
+        )
         out.close()
         self.wait_ready(timeout)
 
@@ -212,7 +237,11 @@ class ElasticsearchNode:
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.workdir / "logs" / "stdout.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
 
     def _signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -22,7 +22,11 @@ from logpipe.event import ID
 # same way again, so it goes to the dead-letter stream instead.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_ERROR_TYPES = frozenset(
-    {"es_rejected_execution_exception", "circuit_breaking_exception", "unavailable_shards_exception"}
+    {
+        "es_rejected_execution_exception",
+        "circuit_breaking_exception",
+        "unavailable_shards_exception",
+    }
 )
 
 _ACTION_HEAD = b'{"create":{"_id":"'

@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import time
+
 import aiohttp
 import orjson
 
@@ -182,8 +183,13 @@ class ElasticsearchOutput:
 
     def _log_retry(self, exc: Exception, count: int, attempt: int) -> None:
         level = logging.WARNING if attempt in (1, 10) or attempt % 50 == 0 else logging.DEBUG
-        log.log(level, "Bulk request failed; will retry. error=%s events=%d attempt=%d",
-                exc, count, attempt)
+        log.log(
+            level,
+            "Bulk request failed; will retry. error=%s events=%d attempt=%d",
+            exc,
+            count,
+            attempt,
+        )
 
     async def _backoff(self, attempt: int) -> None:
         s = self.settings
@@ -201,15 +207,16 @@ class ElasticsearchOutput:
             by_reason[r.error_type] = by_reason.get(r.error_type, 0) + 1
         for reason, count in by_reason.items():
             metrics.FAILED_EVENTS.labels(output=OUTPUT, reason=reason).inc(count)
-        log.warning("Elasticsearch refused documents; dead-lettering them. count=%d reasons=%s",
-                    len(rejected), by_reason)
+        log.warning(
+            "Elasticsearch refused documents; dead-lettering them. count=%d reasons=%s",
+            len(rejected),
+            by_reason,
+        )
         if data_stream == self.settings.dlq_data_stream:
             # The dead-letter stream itself refused them: keep them on disk.
             self._write_dead_letter_file([(r, data_stream) for r in rejected])
             return
-        letters = [
-            bulk.dead_letter(r, data_stream, self._dlq_constant, created) for r in rejected
-        ]
+        letters = [bulk.dead_letter(r, data_stream, self._dlq_constant, created) for r in rejected]
         docs = bulk.encode(letters)
         sent = await self._deliver_dead_letters(docs, rejected, data_stream)
         metrics.DEAD_LETTERED.labels(output=OUTPUT, destination="data_stream").inc(sent)
@@ -257,8 +264,12 @@ class ElasticsearchOutput:
             metrics.DROPPED_EVENTS.labels(input="output", reason="dead_letter_failed").inc(
                 len(items)
             )
-            log.error("Failed to write dead letters; they are lost. error=%s path=%s count=%d",
-                      exc, path, len(items))
+            log.error(
+                "Failed to write dead letters; they are lost. error=%s path=%s count=%d",
+                exc,
+                path,
+                len(items),
+            )
             return
         metrics.DEAD_LETTERED.labels(output=OUTPUT, destination="file").inc(len(items))
         log.error("Dead letters written to the local file. path=%s count=%d", path, len(items))
@@ -278,11 +289,14 @@ class ElasticsearchOutput:
                 log.error(
                     "Index template is missing; events wait in the queue until it is "
                     "installed. Run: logpipe setup -c %s  template=%s",
-                    self.config_file, name,
+                    self.config_file,
+                    name,
                 )
                 warned = True
-            delay = HEALTH_INTERVAL_SECONDS if self.template_ok.is_set() else (
-                TEMPLATE_RECHECK_SECONDS if status == 404 else 1.0
+            delay = (
+                HEALTH_INTERVAL_SECONDS
+                if self.template_ok.is_set()
+                else (TEMPLATE_RECHECK_SECONDS if status == 404 else 1.0)
             )
             await asyncio.sleep(delay)
 
@@ -302,4 +316,3 @@ class ElasticsearchOutput:
             if self._in_flight == 0:
                 self._host_index += 1
             return 0
-

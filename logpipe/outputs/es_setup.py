@@ -46,7 +46,7 @@ def client(settings: Settings) -> Elasticsearch:
         kwargs["api_key"] = es.api_key
     elif es.username:
         kwargs["basic_auth"] = (es.username, es.password)
-    return Elasticsearch(es.hosts, **kwargs)
+    return Elasticsearch(list(es.hosts), **kwargs)
 
 
 def has_ilm(es: Elasticsearch) -> bool:
@@ -92,7 +92,8 @@ def run_setup(settings: Settings, say: Callable[[str], None]) -> int:
             say(f"index template {name} (for {stream}): installed")
             changed += 1
     except ClientTransportError as exc:
-        raise OutputError(f"cannot reach Elasticsearch at {settings.elasticsearch.hosts}: {exc}")
+        hosts = ", ".join(settings.elasticsearch.hosts)
+        raise OutputError(f"cannot reach Elasticsearch at {hosts}: {exc}") from None
     except ApiError as exc:
         raise OutputError(f"Elasticsearch refused the setup: {exc}") from None
     finally:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from es_local import ElasticsearchNode  # noqa: E402  (scripts/es_local.py)
+from es_local import ElasticsearchNode, cache_dir  # noqa: E402  (scripts/es_local.py)
 
 ES_VERSION = os.environ.get("LOGPIPE_ES_VERSION", "8.19.7")
 
@@ -59,7 +61,9 @@ class ES:
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
-            f"{self.url}{path}", data=data, method=method,
+            f"{self.url}{path}",
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json"},
         )
         try:
@@ -73,11 +77,18 @@ class ES:
 
     def count(self, index: str, query: dict[str, Any] | None = None) -> int:
         self.refresh(index)
-        status, body = self.request("POST", f"/{index}/_count", {"query": query or {"match_all": {}}})
+        status, body = self.request(
+            "POST", f"/{index}/_count", {"query": query or {"match_all": {}}}
+        )
         return body["count"] if status == 200 else -1
 
-    def search(self, index: str, query: dict[str, Any] | None = None, size: int = 10000,
-               sort: list[Any] | None = None) -> list[dict[str, Any]]:
+    def search(
+        self,
+        index: str,
+        query: dict[str, Any] | None = None,
+        size: int = 10000,
+        sort: list[Any] | None = None,
+    ) -> list[dict[str, Any]]:
         self.refresh(index)
         body: dict[str, Any] = {"query": query or {"match_all": {}}, "size": size}
         if sort:
@@ -87,33 +98,39 @@ class ES:
         return result["hits"]["hits"]
 
     def all_ids(self, index: str, query: dict[str, Any] | None = None) -> list[str]:
-        """Every _id in an index (scrolls with search_after; no 10k cap)."""
+        """Every _id in an index, duplicates included (scroll; no 10k cap)."""
         self.refresh(index)
+        body = {
+            "query": query or {"match_all": {}},
+            "size": 5000,
+            "_source": False,
+            "sort": ["_doc"],
+        }
+        status, result = self.request("POST", f"/{index}/_search?scroll=1m", body)
+        assert status == 200, result
         ids: list[str] = []
-        after: list[Any] | None = None
-        while True:
-            body: dict[str, Any] = {
-                "query": query or {"match_all": {}}, "size": 10000, "_source": False,
-                "sort": [{"event.sequence": "asc"}, {"_id": "asc"}],
-                "track_total_hits": False,
-            }
-            if after:
-                body["search_after"] = after
-            status, result = self.request("POST", f"/{index}/_search", body)
+        while result["hits"]["hits"]:
+            ids.extend(h["_id"] for h in result["hits"]["hits"])
+            status, result = self.request(
+                "POST", "/_search/scroll", {"scroll": "1m", "scroll_id": result["_scroll_id"]}
+            )
             assert status == 200, result
-            hits = result["hits"]["hits"]
-            if not hits:
-                return ids
-            ids.extend(h["_id"] for h in hits)
-            after = hits[-1]["sort"]
+        self.request("DELETE", "/_search/scroll", {"scroll_id": result["_scroll_id"]})
+        return ids
 
 
 @pytest.fixture(scope="session")
-def es_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ElasticsearchNode]:
-    node = ElasticsearchNode(tmp_path_factory.mktemp("elasticsearch"), ES_VERSION)
+def es_node() -> Iterator[ElasticsearchNode]:
+    # Not under pytest's tmp dir: that is private to root, and Elasticsearch runs as
+    # an unprivileged user that must reach its own directory.
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="test-node-", dir=root))
+    node = ElasticsearchNode(workdir, ES_VERSION)
     node.start()
     yield node
     node.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture()
@@ -132,6 +149,7 @@ class Logpipe:
 
     def __init__(self, workdir: Path, es_url: str, name: str, overrides: dict[str, Any]) -> None:
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.socket_path = str(workdir / "run" / "dev-log")
         self.admin_port = free_port()
         self.admin = f"http://127.0.0.1:{self.admin_port}"
@@ -140,15 +158,21 @@ class Logpipe:
         self.config_path = workdir / "logpipe.toml"
         self.log_path = workdir / "logpipe.log"
         sections: dict[str, dict[str, Any]] = {
-            "service": {"node_name": "test-node", "data_dir": str(workdir / "data"),
-                        "shutdown_timeout": "20s"},
+            "service": {
+                "node_name": "test-node",
+                "data_dir": str(workdir / "data"),
+                "shutdown_timeout": "20s",
+            },
             "admin": {"listen": f"127.0.0.1:{self.admin_port}"},
             "inputs.devlog": {"type": "devlog", "path": self.socket_path},
             "queue": {},
             "elasticsearch": {
-                "hosts": [es_url], "data_stream": self.data_stream,
-                "dlq_data_stream": self.dlq_data_stream, "flush_interval": "200ms",
-                "retry_max_backoff": "2s", "timeout": "5s",
+                "hosts": [es_url],
+                "data_stream": self.data_stream,
+                "dlq_data_stream": self.dlq_data_stream,
+                "flush_interval": "200ms",
+                "retry_max_backoff": "2s",
+                "timeout": "5s",
             },
         }
         for key, table in overrides.items():
@@ -168,14 +192,19 @@ class Logpipe:
         self.cli("setup", "-c", str(self.config_path))
 
     def start(self, wait_ready: bool = True) -> None:
-        out = open(self.log_path, "ab")  # noqa: SIM115
+        out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "logpipe", "run", "-c", str(self.config_path)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         out.close()
-        wait_for(lambda: os.path.exists(self.socket_path) and self.get("/healthz")[0] == 200,
-                 30, "logpipe to bind its socket and admin port")
+        wait_for(
+            lambda: os.path.exists(self.socket_path) and self.get("/healthz")[0] == 200,
+            30,
+            "logpipe to bind its socket and admin port",
+        )
         if wait_ready:
             wait_for(lambda: self.get("/readyz")[0] == 200, 30, "logpipe /readyz")
 
@@ -245,7 +274,6 @@ def logpipe_factory(
     def make(start: bool = True, **overrides: Any) -> Logpipe:
         name = request.node.name.lower().replace("_", "-").replace("[", "-").strip("]")[:40]
         lp = Logpipe(tmp_path / f"lp{len(started)}", es.url, f"{name}{len(started)}", overrides)
-        lp.workdir.mkdir(parents=True, exist_ok=True)
         started.append(lp)
         if start:
             lp.setup()

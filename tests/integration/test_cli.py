@@ -16,26 +16,38 @@ GOOD = Path(__file__).resolve().parents[2] / "config" / "logpipe.toml"
 
 
 def logpipe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "logpipe", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "logpipe", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize(
     ("change", "key", "problem"),
     [
         (("[queue]", "[queue]\nmax_evnts = 5"), "queue.max_evnts", "unknown key"),
-        (('max_events = 100000', 'max_events = "lots"'), "queue.max_events",
-         "expected an integer"),
+        (("max_events = 100000", 'max_events = "lots"'), "queue.max_events", "expected an integer"),
         (('max_bytes  = "64MiB"', 'max_bytes  = "64 parsecs"'), "queue.max_bytes", "bad size"),
-        (('flush_interval   = "1s"', 'flush_interval   = "soon"'),
-         "elasticsearch.flush_interval", "bad duration"),
+        (
+            ('flush_interval   = "1s"', 'flush_interval   = "soon"'),
+            "elasticsearch.flush_interval",
+            "bad duration",
+        ),
         (('listen = "127.0.0.1:9180"', 'listen = "localhost"'), "admin.listen", "bad address"),
-        (('when_full  = "drop_newest"', 'when_full  = "panic"'), "queue.when_full",
-         "must be one of"),
-        (('type = "devlog"', 'type = "carrier-pigeon"'), "inputs.devlog.type",
-         "unknown input type"),
-        (('hosts           = ["http://127.0.0.1:9200"]', 'hosts = "127.0.0.1:9200"'),
-         "elasticsearch.hosts", "expected a list"),
+        (
+            ('when_full  = "drop_newest"', 'when_full  = "panic"'),
+            "queue.when_full",
+            "must be one of",
+        ),
+        (
+            ('type = "devlog"', 'type = "carrier-pigeon"'),
+            "inputs.devlog.type",
+            "unknown input type",
+        ),
+        (
+            ('hosts           = ["http://127.0.0.1:9200"]', 'hosts = "127.0.0.1:9200"'),
+            "elasticsearch.hosts",
+            "expected a list",
+        ),
     ],
 )
 def test_config_mistake_exits_2_with_one_line_naming_the_key(tmp_path, change, key, problem):

@@ -19,19 +19,34 @@ pytestmark = pytest.mark.integration
 # Message bodies as real daemons write them; each line gets a unique serial so every
 # single one can be found again.
 REAL_LINES = [
-    ("sshd", "auth.info", "info",
-     "Accepted publickey for deploy from 10.1.2.3 port 52144 ssh2: ED25519 SHA256:3kq1"),
-    ("sshd", "auth.notice", "notice",
-     "Received disconnect from 10.1.2.3 port 52144:11: disconnected by user"),
+    (
+        "sshd",
+        "auth.info",
+        "info",
+        "Accepted publickey for deploy from 10.1.2.3 port 52144 ssh2: ED25519 SHA256:3kq1",
+    ),
+    ("dhclient", "daemon.notice", "notice", "DHCPACK of 10.1.2.40 from 10.1.2.1 (xid=0x5e2c1a07)"),
     ("CRON", "cron.info", "info", "(root) CMD (   cd / && run-parts --report /etc/cron.hourly)"),
     ("systemd", "daemon.info", "info", "Started Session 42 of User deploy."),
-    ("kernel", "kern.warning", "warning",
-     "TCP: request_sock_TCP: Possible SYN flooding on port 443. Sending cookies."),
-    ("nginx", "local7.err", "err",
-     '2026/11/29 10:00:00 [error] 311#311: *7 upstream timed out (110: Connection timed out)'),
+    (
+        "kernel",
+        "kern.warning",
+        "warning",
+        "TCP: request_sock_TCP: Possible SYN flooding on port 443. Sending cookies.",
+    ),
+    (
+        "nginx",
+        "local7.err",
+        "err",
+        "2026/11/29 10:00:00 [error] 311#311: *7 upstream timed out (110: Connection timed out)",
+    ),
     ("postfix/smtpd", "mail.info", "info", "connect from mail.example.org[192.0.2.10]"),
-    ("sudo", "authpriv.notice", "notice",
-     "deploy : TTY=pts/0 ; PWD=/home/deploy ; USER=root ; COMMAND=/usr/bin/systemctl restart app"),
+    (
+        "sudo",
+        "authpriv.notice",
+        "notice",
+        "deploy : TTY=pts/0 ; PWD=/home/deploy ; USER=root ; COMMAND=/usr/bin/systemctl reload app",
+    ),
 ]
 
 
@@ -91,9 +106,11 @@ def test_python_syslog_handler_and_awkward_datagrams(logpipe_factory, es: ES) ->
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as raw:
         raw.sendto(b"\xff\xfe not a syslog header \xc3", lp.socket_path)
         raw.sendto(b"<14>Nov 29 10:00:00 big: " + b"x" * 5000, lp.socket_path)
-        raw.sendto(b"<13>1 2026-11-29T10:00:00.123456+02:00 host7 app 99 ID47 "
-                   b'[exampleSDID@32473 iut="3" eventSource="App\\"lication"] hello 5424',
-                   lp.socket_path)
+        raw.sendto(
+            b"<13>1 2026-11-29T10:00:00.123456+02:00 host7 app 99 ID47 "
+            b'[exampleSDID@32473 iut="3" eventSource="App\\"lication"] hello 5424',
+            lp.socket_path,
+        )
 
     wait_for(lambda: es.count(lp.data_stream) >= 4, 10, "4 documents")
     by_message = {h["_source"]["message"][:20]: h["_source"] for h in es.search(lp.data_stream)}
@@ -128,11 +145,20 @@ def test_admin_endpoints_answer(logpipe_factory) -> None:
     assert status == 200 and b'"ready": true' in body
     status, body = lp.get("/metrics")
     text = body.decode()
-    for name in ("logpipe_received_events_total", "logpipe_dropped_events_total",
-                 "logpipe_queue_events", "logpipe_queue_bytes", "logpipe_indexed_events_total",
-                 "logpipe_bulk_request_duration_seconds_bucket", "logpipe_retries_total",
-                 "logpipe_dead_lettered_events_total", "logpipe_failed_events_total"):
-        assert f"# HELP {name.removesuffix('_bucket').removesuffix('_total')}" in text or \
-            f"# HELP {name}" in text, name
+    for name in (
+        "logpipe_received_events_total",
+        "logpipe_dropped_events_total",
+        "logpipe_queue_events",
+        "logpipe_queue_bytes",
+        "logpipe_indexed_events_total",
+        "logpipe_bulk_request_duration_seconds_bucket",
+        "logpipe_retries_total",
+        "logpipe_dead_lettered_events_total",
+        "logpipe_failed_events_total",
+    ):
+        assert (
+            f"# HELP {name.removesuffix('_bucket').removesuffix('_total')}" in text
+            or f"# HELP {name}" in text
+        ), name
     result = lp.cli("status", "--admin", lp.admin)
     assert "elasticsearch" in result.stdout and "up" in result.stdout

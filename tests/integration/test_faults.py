@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
@@ -43,8 +44,9 @@ def test_elasticsearch_down_20s_loses_nothing_and_duplicates_nothing(logpipe_fac
     ids = es.all_ids(lp.data_stream)
     assert len(ids) == total
     assert len(set(ids)) == total  # no duplicate _id ...
-    messages = {h["_source"]["message"] for h in es.search(
-        lp.data_stream, {"match_all": {}}, size=10000)}
+    messages = {
+        h["_source"]["message"] for h in es.search(lp.data_stream, {"match_all": {}}, size=10000)
+    }
     assert len(messages) == 10000  # ... and the first 10k messages are distinct too
     assert lp.metric("logpipe_received_events_total", input="devlog") == total
     assert lp.metric("logpipe_dropped_events_total") == 0
@@ -52,12 +54,19 @@ def test_elasticsearch_down_20s_loses_nothing_and_duplicates_nothing(logpipe_fac
 
 
 def _flood(path: str, total: int) -> tuple[float, int]:
-    """Send as fast as the socket takes them; return (seconds blocked, datagrams sent)."""
+    """Send as fast as the socket takes them; return (seconds blocked, datagrams sent).
+
+    Like an app's blocking syslog(): when the kernel queue is full the sender sleeps
+    until the socket is writable again; the time from the refusal to the accepted
+    send is time blocked.
+    """
     blocked = 0.0
     payload = b"<14>Nov 29 10:00:00 flood[1]: " + b"f" * 90  # ~120 bytes
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.connect(path)
         s.setblocking(False)
+        poller = select.poll()
+        poller.register(s, select.POLLOUT)
         send = s.send
         for _ in range(total):
             try:
@@ -65,11 +74,12 @@ def _flood(path: str, total: int) -> tuple[float, int]:
             except BlockingIOError:
                 t0 = time.perf_counter()
                 while True:
+                    poller.poll(1000)
                     try:
                         send(payload)
                         break
                     except BlockingIOError:
-                        time.sleep(0)  # yield; the receiver drains the kernel queue
+                        continue
                 blocked += time.perf_counter() - t0
     return blocked, total
 
@@ -82,10 +92,14 @@ def test_flood_with_elasticsearch_frozen_drops_counted_and_marked(logpipe_factor
     es.node.pause()
     try:
         blocked, sent = _flood(lp.socket_path, 100_000)
-        wait_for(lambda: lp.metric("logpipe_received_events_total", input="devlog") >= sent,
-                 30, "logpipe to read every datagram")
+        wait_for(
+            lambda: lp.metric("logpipe_received_events_total", input="devlog") >= sent,
+            30,
+            "logpipe to read every datagram",
+        )
     finally:
         es.node.resume()
+    print(f"flood: sender blocked {blocked:.3f}s over {sent} datagrams")
     assert blocked < 1.0, f"sender blocked {blocked:.3f}s in all"
 
     received = lp.metric("logpipe_received_events_total", input="devlog")
@@ -97,10 +111,14 @@ def test_flood_with_elasticsearch_frozen_drops_counted_and_marked(logpipe_factor
     events_query = {"bool": {"must_not": [markers_query]}}
 
     def settled() -> bool:
-        return (lp.metric("logpipe_queue_events") == 0
-                and es.count(lp.data_stream, events_query) == received - dropped
-                and sum(h["_source"]["logpipe.loss.count"]
-                        for h in es.search(lp.data_stream, markers_query)) == dropped)
+        return (
+            lp.metric("logpipe_queue_events") == 0
+            and es.count(lp.data_stream, events_query) == received - dropped
+            and sum(
+                h["_source"]["logpipe.loss.count"] for h in es.search(lp.data_stream, markers_query)
+            )
+            == dropped
+        )
 
     wait_for(settled, 60, "received = indexed + dropped, and markers for every drop")
     markers = es.search(lp.data_stream, markers_query)
@@ -118,11 +136,15 @@ def test_flood_with_elasticsearch_frozen_drops_counted_and_marked(logpipe_factor
 def test_mapping_conflict_goes_to_dead_letter_stream(logpipe_factory, es: ES):
     lp = logpipe_factory()
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.sendto(b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "first", "detail": {"code": 7}}',
-                 lp.socket_path)
+        s.sendto(
+            b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "first", "detail": {"code": 7}}',
+            lp.socket_path,
+        )
         wait_for(lambda: es.count(lp.data_stream) == 1, 10, "the object-typed document")
-        s.sendto(b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "second", "detail": "plain"}',
-                 lp.socket_path)
+        s.sendto(
+            b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "second", "detail": "plain"}',
+            lp.socket_path,
+        )
         s.sendto(b"<14>Nov 29 10:00:00 app[1]: third, ordinary", lp.socket_path)
 
     wait_for(lambda: es.count(lp.dlq_data_stream) == 1, 15, "one dead letter")

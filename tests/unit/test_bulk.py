@@ -1,0 +1,88 @@
+"""The _bulk protocol, pure: encoding once, classifying answers item by item."""
+
+from __future__ import annotations
+
+import orjson
+
+from logpipe.outputs import bulk
+
+
+def _docs(n: int) -> list[bulk.Doc]:
+    return bulk.encode([{"_id": f"id{i}", "message": f"m{i}", "n": i} for i in range(n)])
+
+
+def _answer(*items: dict) -> bytes:
+    errors = any(i.get("status", 201) >= 300 for i in items)
+    return orjson.dumps({"errors": errors, "items": [{"create": i} for i in items]})
+
+
+def test_encode_pops_id_and_body_is_ndjson() -> None:
+    events = [{"_id": "a1", "message": "hi"}]
+    docs = bulk.encode(events)
+    assert "_id" not in events[0]
+    lines = bulk.body(docs).split(b"\n")
+    assert lines == [b'{"create":{"_id":"a1"}}', b'{"message":"hi"}', b""]
+
+
+def test_all_created() -> None:
+    docs = _docs(3)
+    outcome = bulk.classify(docs, orjson.dumps({"errors": False, "items": [{}] * 3}))
+    assert outcome.delivered == 3 and not outcome.retry and not outcome.rejected
+
+
+def test_mixed_answer_is_split_by_item() -> None:
+    docs = _docs(6)
+    answer = _answer(
+        {"status": 201},
+        {"status": 409, "error": {"type": "version_conflict_engine_exception"}},
+        {"status": 429, "error": {"type": "es_rejected_execution_exception"}},
+        {"status": 503, "error": {"type": "unavailable_shards_exception"}},
+        {
+            "status": 400,
+            "error": {
+                "type": "document_parsing_exception",
+                "reason": "bad [x]",
+                "caused_by": {"reason": "not an object"},
+            },
+        },
+        {"status": 500, "error": {"type": "es_rejected_execution_exception"}},
+    )
+    outcome = bulk.classify(docs, answer)
+    assert outcome.created == 1 and outcome.duplicates == 1 and outcome.delivered == 2
+    assert [d.id for d in outcome.retry] == ["id2", "id3", "id5"]
+    assert outcome.retry_reasons == {"rejected_execution": 1, "status_503": 1, "status_500": 1}
+    [rejected] = outcome.rejected
+    assert rejected.doc.id == "id4"
+    assert rejected.error_type == "document_parsing_exception"
+    assert rejected.reason == "bad [x]: not an object"
+
+
+def test_unreadable_or_short_answers_retry_everything() -> None:
+    docs = _docs(2)
+    for answer in (b"<html>proxy</html>", b'{"errors":true,"items":[{}]}', b"{}"):
+        outcome = bulk.classify(docs, answer)
+        assert len(outcome.retry) == 2 and outcome.delivered == 0, answer
+
+
+def test_dead_letter_keeps_the_original_whole() -> None:
+    [doc] = bulk.encode(
+        [
+            {
+                "_id": "x",
+                "@timestamp": "2026-01-01T00:00:00.000000000Z",
+                "message": "boom",
+                "event.dataset": "logpipe.devlog",
+            }
+        ]
+    )
+    letter = bulk.dead_letter(
+        bulk.Rejection(doc, 400, "document_parsing_exception", "why"),
+        "logs-logpipe-default",
+        {"host.name": "n"},
+        "2026-01-02T00:00:00.000000000Z",
+    )
+    assert letter["event.original"] == doc.source.decode()
+    assert letter["message"] == "boom"
+    assert letter["error.message"] == "why"
+    assert letter["@timestamp"] == "2026-01-01T00:00:00.000000000Z"
+    assert letter["_id"] == "x" and letter["event.dataset"] == "logpipe.devlog"

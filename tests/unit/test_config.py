@@ -1,0 +1,87 @@
+"""Config loading: defaults, conversions, and one-line errors naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from logpipe import config
+from logpipe.errors import ConfigError
+
+
+def test_packaged_default_loads_with_documented_defaults() -> None:
+    s = config.load()
+    assert s.queue.max_events == 100_000
+    assert s.queue.max_bytes == 64 * 1024**2
+    assert s.queue.when_full == "drop_newest"
+    assert s.inputs[0].path == "/run/logpipe/dev-log"
+    assert s.inputs[0].mode == 0o666
+    assert s.elasticsearch.data_stream == "logs-logpipe-default"
+    assert s.elasticsearch.flush_interval == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("64MiB", 64 * 1024**2), ("512KB", 512_000), ("1.5KiB", 1536), (4096, 4096), ("10 B", 10)],
+)
+def test_sizes(text, expected) -> None:
+    assert config.parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("10s", 10.0), ("500ms", 0.5), ("2m", 120.0), ("1h", 3600.0), (3, 3.0)]
+)
+def test_durations(text, expected) -> None:
+    assert config.parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:9180", ("127.0.0.1", 9180)),
+        ("[::1]:80", ("::1", 80)),
+        ("0.0.0.0:0", ("0.0.0.0", 0)),
+    ],
+)
+def test_addresses(value, expected) -> None:
+    assert config.split_address(config.parse_address(value)) == expected
+
+
+@pytest.mark.parametrize(
+    ("doc", "key", "fragment"),
+    [
+        ({"nonsense": {}}, "nonsense", "unknown section"),
+        ({"queue": {"max_events": 0}}, "queue.max_events", "at least 1"),
+        ({"queue": {"max_events": True}}, "queue.max_events", "boolean"),
+        ({"queue": {"max_bytes": "-5MiB"}}, "queue.max_bytes", "bad size"),
+        ({"queue": {"loss_marker_interval": "0s"}}, "queue.loss_marker_interval", "positive"),
+        ({"admin": {"listen": "host:99999"}}, "admin.listen", "port 0-65535"),
+        ({"inputs": {"x": {"path": "/a"}}}, "inputs.x.type", "missing"),
+        ({"inputs": {"x": {"type": "devlog", "mode": "777x"}}}, "inputs.x.mode", "octal"),
+        (
+            {"inputs": {"x": {"type": "devlog", "timezone": "Mars/Olympus"}}},
+            "inputs.x.timezone",
+            "unknown time zone",
+        ),
+        (
+            {
+                "inputs": {
+                    "a": {"type": "devlog", "path": "/p"},
+                    "b": {"type": "devlog", "path": "/p"},
+                }
+            },
+            "inputs.b.path",
+            "already used by inputs.a",
+        ),
+        ({"elasticsearch": {"hosts": ["ftp://x"]}}, "elasticsearch.hosts", "bad URL"),
+        ({"elasticsearch": {"hosts": []}}, "elasticsearch.hosts", "at least one"),
+        ({"service": {"workers": 4}}, "service.workers", "only 1"),
+        ({"queue": []}, "queue", "must be a table"),
+    ],
+)
+def test_errors_name_file_and_key(doc, key, fragment) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.from_dict(doc, "/etc/logpipe.toml")
+    message = str(info.value)
+    assert message.startswith(f"/etc/logpipe.toml: {key}: "), message
+    assert fragment in message
+    assert "\n" not in message

@@ -1,0 +1,110 @@
+"""The bounded queue, loss bookkeeping, stamping and ids."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from logpipe.event import Stamper, loss_marker
+from logpipe.parsers.cee import apply_cee
+from logpipe.queue import EventQueue, LossTracker
+from logpipe.timefmt import iso_ns
+
+
+def test_iso_ns_formats_utc_with_nanoseconds() -> None:
+    assert iso_ns(0) == "1970-01-01T00:00:00.000000000Z"
+    assert iso_ns(1_764_430_615_123_456_789) == "2025-11-29T15:36:55.123456789Z"
+    assert iso_ns(1_764_430_616_000_000_001) == "2025-11-29T15:36:56.000000001Z"
+
+
+def test_queue_bounds_by_events_and_bytes() -> None:
+    async def scenario() -> None:
+        q = EventQueue(max_events=3, max_bytes=1000, when_full="drop_newest")
+        assert q.room() == 3
+        q.put_many([{"n": 1}, {"n": 2}], [100, 100])
+        assert q.room() == 1
+        q.put_many([{"n": 3}], [900])
+        assert q.room() == 0 and q.bytes == 1100
+        q.put_marker({"marker": True})  # markers ignore the bounds
+        assert len(q) == 4
+        batch = q.take_nowait(max_events=10, max_bytes=250)
+        assert [e.get("n") for e in batch] == [1, 2]  # byte bound cuts the batch
+        assert q.room() == 1  # 2 of 3 events held (the marker counts), 900 of 1000 bytes
+        rest = await q.take(10, 10_000, 0.01)
+        assert [e.get("n") for e in rest] == [3, None]
+        assert q.room() == 3 and q.bytes == 0
+
+    asyncio.run(scenario())
+
+
+def test_take_waits_for_a_full_batch_up_to_max_wait() -> None:
+    async def scenario() -> None:
+        q = EventQueue(100, 10**6, "block")
+        q.put_many([{"n": 1}], [10])
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        batch = await q.take(10, 10**6, 0.2)
+        assert len(batch) == 1 and loop.time() - start >= 0.19
+        loop.call_later(0.05, q.put_many, [{"n": i} for i in range(10)], [1] * 10)
+        start = loop.time()
+        batch = await q.take(10, 10**6, 5)
+        assert len(batch) == 10 and loop.time() - start < 1
+
+    asyncio.run(scenario())
+
+
+def test_block_policy_waits_for_room() -> None:
+    async def scenario() -> None:
+        q = EventQueue(1, 10**6, "block")
+        q.put_many([{"n": 1}], [1])
+        waiter = asyncio.ensure_future(q.wait_for_room())
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        q.take_nowait(1, 10)
+        await asyncio.wait_for(waiter, 1)
+
+    asyncio.run(scenario())
+
+
+def test_loss_tracker_and_marker() -> None:
+    tracker = LossTracker("devlog")
+    tracker.add(5, "queue_full", 1_000, 2_000)
+    tracker.add(7, "queue_full", 3_000, 4_000)
+    count, reason, first, last = tracker.take()
+    assert (count, reason, first, last) == (12, "queue_full", 1_000, 4_000)
+    assert tracker.count == 0
+    marker = loss_marker(Stamper("n", "devlog", "devlog"), "devlog", reason, count, first, last, 5)
+    assert marker["event.action"] == "dropped"
+    assert marker["logpipe.loss.count"] == 12
+    assert marker["event.start"] == iso_ns(1_000) and marker["event.end"] == iso_ns(4_000)
+    assert "dropped 12 events" in marker["message"]
+
+
+def test_stamper_ids_are_unique_per_run_and_sequence() -> None:
+    a, b = Stamper("node", "devlog", "devlog"), Stamper("node", "devlog", "devlog")
+    ids = {a.stamp({}, 1)["_id"] for _ in range(1000)} | {
+        b.stamp({}, 1)["_id"] for _ in range(1000)
+    }
+    assert len(ids) == 2000
+    event = a.stamp({"message": "m"}, 1_000_000_000)
+    assert event["event.sequence"] == 1001
+    assert event["event.created"] == "1970-01-01T00:00:01.000000000Z"
+    assert event["host.name"] == "node" and event["agent.type"] == "logpipe"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected_message", "cee", "tags"),
+    [
+        ('@cee: {"msg": "hi", "a": {"b": 1}}', "hi", {"msg": "hi", "a": {"b": 1}}, None),
+        ('@cee:{"x": 1}', '@cee:{"x": 1}', {"x": 1}, None),
+        ("@cee: {broken", "@cee: {broken", None, ["_cee_parse_failure"]),
+        ("@cee: [1, 2]", "@cee: [1, 2]", None, ["_cee_parse_failure"]),
+    ],
+)
+def test_cee(message, expected_message, cee, tags) -> None:
+    event = {"message": message}
+    apply_cee(event)
+    assert event["message"] == expected_message
+    assert event.get("logpipe.cee") == cee
+    assert event.get("tags") == tags
