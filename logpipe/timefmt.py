@@ -12,16 +12,19 @@ import time
 
 NS_PER_SECOND = 1_000_000_000
 
-_cached_second = -1
-_cached_prefix = ""
+# Seconds -> "YYYY-MM-DDTHH:MM:SS." for recently seen seconds. Keyed, not a single
+# slot: every event formats two times (its own and the receive time), which often
+# fall in different seconds and would thrash a one-entry cache.
+_prefixes: dict[int, str] = {}
+_MAX_CACHED_SECONDS = 256
 
 
 def iso_ns(ns: int) -> str:
     """Format nanoseconds since the epoch as ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`` (UTC)."""
-    global _cached_second, _cached_prefix
     second, fraction = divmod(ns, NS_PER_SECOND)
-    if second != _cached_second:
-        # One struct_time per distinct second, not per event.
-        _cached_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        _cached_second = second
-    return f"{_cached_prefix}{fraction:09d}Z"
+    prefix = _prefixes.get(second)
+    if prefix is None:
+        if len(_prefixes) >= _MAX_CACHED_SECONDS:
+            _prefixes.clear()
+        prefix = _prefixes[second] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+    return f"{prefix}{fraction:09d}Z"

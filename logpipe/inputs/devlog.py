@@ -47,6 +47,10 @@ SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 SO_RCVBUFFORCE = 33
+# Plain ints: the socket module's constants are enum members, and enum arithmetic
+# per datagram showed up in profiles.
+MSG_TRUNC = int(socket.MSG_TRUNC)
+SOL_SOCKET = int(socket.SOL_SOCKET)
 
 _UCRED = struct.Struct("iII")  # pid, uid, gid
 _TIMESPEC = struct.Struct("qq")  # tv_sec, tv_nsec
@@ -183,7 +187,7 @@ class DevlogInput:
             uid = gid = 0
             received_ns = 0
             for level, kind, cdata in ancillary:
-                if level == socket.SOL_SOCKET:
+                if level == SOL_SOCKET:
                     if kind == SCM_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
                         sec, nsec = _TIMESPEC.unpack_from(cdata)
                         received_ns = sec * 1_000_000_000 + nsec
@@ -194,7 +198,7 @@ class DevlogInput:
             event = parse(data, received_ns)
             if TAGS in event:
                 failures += 1
-            if flags & socket.MSG_TRUNC:
+            if flags & MSG_TRUNC:
                 truncated += 1
                 event.setdefault(TAGS, []).append(TAG_TRUNCATED)
             if pid > 0:

@@ -1,0 +1,153 @@
+"""Benchmark: N RFC 3164 datagrams into logpipe's devlog socket, shipped to a counting sink.
+
+    .venv/bin/python -m benchmarks.devlog [--messages 200000] [--senders 2] [--runs 3]
+
+Prints delivered messages/s, CPU microseconds per message (user + sys of the logpipe
+process, from /proc) and peak RSS, and appends a JSON line to
+benchmarks/results/devlog.jsonl. The senders block like an app's syslog() does, and
+the queue policy is ``block``, so every message is delivered and none is dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "devlog.jsonl"
+PAYLOAD_BYTES = 120
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def sink_count(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/_count", timeout=5) as resp:
+        return json.load(resp)["count"]
+
+
+def wait_for(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("benchmark: timed out")
+
+
+SENDER = r"""
+import socket, sys
+path, count = sys.argv[1], int(sys.argv[2])
+head = b"<14>Nov 29 10:00:00 bench[4242]: "
+body = b"x" * (%d - len(head) - 8)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(path)
+send = s.send
+for n in range(count):
+    send(head + body + b"%%08d" %% n)
+""" % PAYLOAD_BYTES
+
+
+def run_once(messages: int, senders: int, event_loop: str) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="logpipe-bench-"))
+    port, admin = free_port(), free_port()
+    sink_url = f"http://127.0.0.1:{port}"
+    sock_path = str(work / "dev-log")
+    config = work / "bench.toml"
+    config.write_text(
+        f'[service]\ndata_dir = "{work}/data"\nevent_loop = "{event_loop}"\n'
+        f'[admin]\nlisten = "127.0.0.1:{admin}"\n'
+        f'[inputs.devlog]\ntype = "devlog"\npath = "{sock_path}"\n'
+        f'[queue]\nwhen_full = "block"\n'
+        f'[elasticsearch]\nhosts = ["{sink_url}"]\nflush_interval = "100ms"\n'
+    )
+    sink = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bulk_sink.py"), str(port)])
+    lp = subprocess.Popen([sys.executable, "-m", "logpipe", "run", "-c", str(config),
+                           "--log-level", "warning"])
+    try:
+        wait_for(lambda: sink_count(sink_url) >= 0 and os.path.exists(sock_path), 20)
+        time.sleep(0.5)
+        cpu0 = cpu_seconds(lp.pid)
+        t0 = time.perf_counter()
+        per = messages // senders
+        procs = [subprocess.Popen([sys.executable, "-c", SENDER, sock_path, str(per)])
+                 for _ in range(senders)]
+        for p in procs:
+            p.wait()
+        wait_for(lambda: sink_count(sink_url) >= per * senders, 300)
+        elapsed = time.perf_counter() - t0
+        cpu = cpu_seconds(lp.pid) - cpu0
+        delivered = sink_count(sink_url)
+        return {
+            "messages": delivered,
+            "seconds": round(elapsed, 3),
+            "messages_per_second": round(delivered / elapsed),
+            "cpu_us_per_message": round(cpu / delivered * 1e6, 2),
+            "peak_rss_mib": round(peak_rss_mib(lp.pid), 1),
+        }
+    finally:
+        lp.terminate()
+        lp.wait(30)
+        sink.terminate()
+        sink.wait(10)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=200_000)
+    p.add_argument("--senders", type=int, default=2)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--event-loop", default="asyncio", choices=["asyncio", "uvloop"])
+    args = p.parse_args()
+    runs = [run_once(args.messages, args.senders, args.event_loop) for _ in range(args.runs)]
+    best = max(runs, key=lambda r: r["messages_per_second"])
+    print(f"{'run':>4} {'msgs':>8} {'msgs/s':>9} {'cpu us/msg':>11} {'peak RSS MiB':>13}")
+    for n, r in enumerate(runs, 1):
+        print(f"{n:>4} {r['messages']:>8} {r['messages_per_second']:>9} "
+              f"{r['cpu_us_per_message']:>11} {r['peak_rss_mib']:>13}")
+    record = {
+        "scenario": "devlog->sink",
+        "date": time.strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "event_loop": args.event_loop,
+        "senders": args.senders,
+        "payload_bytes": PAYLOAD_BYTES,
+        "runs": runs,
+        "best": best,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
