@@ -31,8 +31,10 @@ class Sink:
         return web.Response(body=answer, content_type="application/json")
 
     async def counts(self, request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps({"count": self.count, "bytes": self.bytes}),
-                            content_type="application/json")
+        return web.Response(
+            body=orjson.dumps({"count": self.count, "bytes": self.bytes}),
+            content_type="application/json",
+        )
 
     async def ok(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "green"})

@@ -65,15 +65,15 @@ def wait_for(condition, timeout: float) -> None:
 
 SENDER = r"""
 import socket, sys
-path, count = sys.argv[1], int(sys.argv[2])
+path, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 head = b"<14>Nov 29 10:00:00 bench[4242]: "
-body = b"x" * (%d - len(head) - 8)
+body = b"x" * (size - len(head) - 8)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.connect(path)
 send = s.send
 for n in range(count):
-    send(head + body + b"%%08d" %% n)
-""" % PAYLOAD_BYTES
+    send(head + body + b"%08d" % n)
+"""
 
 
 def run_once(messages: int, senders: int, event_loop: str) -> dict[str, float]:
@@ -90,16 +90,21 @@ def run_once(messages: int, senders: int, event_loop: str) -> dict[str, float]:
         f'[elasticsearch]\nhosts = ["{sink_url}"]\nflush_interval = "100ms"\n'
     )
     sink = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bulk_sink.py"), str(port)])
-    lp = subprocess.Popen([sys.executable, "-m", "logpipe", "run", "-c", str(config),
-                           "--log-level", "warning"])
+    lp = subprocess.Popen(
+        [sys.executable, "-m", "logpipe", "run", "-c", str(config), "--log-level", "warning"]
+    )
     try:
         wait_for(lambda: sink_count(sink_url) >= 0 and os.path.exists(sock_path), 20)
         time.sleep(0.5)
         cpu0 = cpu_seconds(lp.pid)
         t0 = time.perf_counter()
         per = messages // senders
-        procs = [subprocess.Popen([sys.executable, "-c", SENDER, sock_path, str(per)])
-                 for _ in range(senders)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", SENDER, sock_path, str(per), str(PAYLOAD_BYTES)]
+            )
+            for _ in range(senders)
+        ]
         for p in procs:
             p.wait()
         wait_for(lambda: sink_count(sink_url) >= per * senders, 300)
@@ -131,8 +136,10 @@ def main() -> None:
     best = max(runs, key=lambda r: r["messages_per_second"])
     print(f"{'run':>4} {'msgs':>8} {'msgs/s':>9} {'cpu us/msg':>11} {'peak RSS MiB':>13}")
     for n, r in enumerate(runs, 1):
-        print(f"{n:>4} {r['messages']:>8} {r['messages_per_second']:>9} "
-              f"{r['cpu_us_per_message']:>11} {r['peak_rss_mib']:>13}")
+        print(
+            f"{n:>4} {r['messages']:>8} {r['messages_per_second']:>9} "
+            f"{r['cpu_us_per_message']:>11} {r['peak_rss_mib']:>13}"
+        )
     record = {
         "scenario": "devlog->sink",
         "date": time.strftime("%Y-%m-%d"),

@@ -98,8 +98,8 @@ class ElasticsearchSettings:
     hosts: tuple[str, ...] = _setting(
         ("http://127.0.0.1:9200",), "urls", "Tried in order; failover."
     )
-    data_stream: str = _setting("logs-logpipe-default", "str", "Where events go.")
-    dlq_data_stream: str = _setting("logs-logpipe.dlq-default", "str", "Where rejects go.")
+    data_stream: str = _setting("logs-logpipe-default", "stream", "Where events go.")
+    dlq_data_stream: str = _setting("logs-logpipe.dlq-default", "stream", "Where rejects go.")
     batch_max_events: int = _setting(2000, "int", "Events in one _bulk request at most.")
     batch_max_bytes: int = _setting(5 * 1024**2, "size", "Bytes in one _bulk request at most.")
     flush_interval: float = _setting(1.0, "duration", "A partial batch waits this long at most.")
@@ -348,6 +348,20 @@ def _to_timezone(value: Any, meta: dict[str, Any]) -> str:
     return value
 
 
+# Elasticsearch's rules for index (and so data stream) names.
+_STREAM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def _to_stream(value: Any, meta: dict[str, Any]) -> str:
+    _want(value, str, "a data stream name")
+    if not _STREAM_NAME_RE.match(value) or len(value.encode()) > 255 or value.startswith(".ds-"):
+        raise ValueError(
+            f"bad data stream name {value!r}: lower case letters, digits, '.', '_' and '-', "
+            "not starting with '-', '_' or '.'"
+        )
+    return value
+
+
 _CONVERTERS = {
     "str": _to_str,
     "internal": _to_str,
@@ -360,4 +374,5 @@ _CONVERTERS = {
     "enum": _to_enum,
     "urls": _to_urls,
     "timezone": _to_timezone,
+    "stream": _to_stream,
 }

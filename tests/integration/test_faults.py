@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
@@ -158,3 +159,50 @@ def test_mapping_conflict_goes_to_dead_letter_stream(logpipe_factory, es: ES):
     assert '"detail":"plain"' in src["event.original"]
     assert lp.metric("logpipe_dead_lettered_events_total", destination="data_stream") == 1
     assert lp.metric("logpipe_failed_events_total", reason="document_parsing_exception") == 1
+
+
+def test_first_host_down_fails_over_to_the_next(logpipe_factory, es: ES):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening
+        lp = logpipe_factory(elasticsearch={"hosts": [dead, es.url]})
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            for n in range(50):
+                s.sendto(f"<14>Nov 29 10:00:00 app[1]: failover {n}".encode(), lp.socket_path)
+        wait_for(lambda: es.count(lp.data_stream) == 50, 20, "50 documents via the second host")
+
+
+def test_dead_letters_the_dlq_refuses_go_to_the_local_file(logpipe_factory, es: ES):
+    lp = logpipe_factory(start=False)
+    lp.setup()
+    # A real refusal by the real cluster: the dead-letter stream's template is replaced
+    # by one with a strict mapping that admits no field at all.
+    status, body = es.request(
+        "PUT",
+        f"/_index_template/logpipe-{lp.dlq_data_stream}",
+        {
+            "index_patterns": [lp.dlq_data_stream],
+            "data_stream": {},
+            "priority": 200,
+            "template": {
+                "mappings": {
+                    "dynamic": "strict",
+                    "properties": {"@timestamp": {"type": "date_nanos"}},
+                }
+            },
+        },
+    )
+    assert status == 200, body
+    lp.start()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "a", "k": {"x": 1}}', lp.socket_path)
+        wait_for(lambda: es.count(lp.data_stream) == 1, 10, "the first document")
+        s.sendto(b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "b", "k": "flat"}', lp.socket_path)
+    dead_file = lp.workdir / "data" / "dead-letters.ndjson"
+    wait_for(dead_file.exists, 15, "the dead-letter file")
+    [line] = dead_file.read_text().splitlines()
+    letter = json.loads(line)
+    assert letter["message"] == "b"
+    assert letter["error.type"] == "document_parsing_exception"
+    assert '"k":"flat"' in letter["event.original"]
+    assert lp.metric("logpipe_dead_lettered_events_total", destination="file") == 1

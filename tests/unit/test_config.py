@@ -75,6 +75,8 @@ def test_addresses(value, expected) -> None:
         ({"elasticsearch": {"hosts": ["ftp://x"]}}, "elasticsearch.hosts", "bad URL"),
         ({"elasticsearch": {"hosts": []}}, "elasticsearch.hosts", "at least one"),
         ({"service": {"workers": 4}}, "service.workers", "only 1"),
+        ({"elasticsearch": {"data_stream": "Logs-X"}}, "elasticsearch.data_stream", "bad data"),
+        ({"elasticsearch": {"dlq_data_stream": "_x"}}, "elasticsearch.dlq_data_stream", "bad"),
         ({"queue": []}, "queue", "must be a table"),
     ],
 )
