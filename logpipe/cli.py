@@ -121,6 +121,8 @@ def _status(admin: str) -> int:
         if line.startswith("logpipe_") and not line.startswith("#"):
             name_labels, _, value = line.rpartition(" ")
             name = name_labels.split("{", 1)[0]
+            if name.endswith("_created"):
+                continue  # prometheus_client's creation-time series, not counts
             if name.endswith("_total") or name.startswith("logpipe_queue_"):
                 totals[name] = totals.get(name, 0.0) + float(value)
     q = status["queue"]

