@@ -68,6 +68,11 @@ BULK_DURATION = Histogram(
     ["output"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+BULK_SPLITS = Counter(
+    "logpipe_bulk_splits_total",
+    "Requests answered 413 (too large) and sent again as two halves.",
+    ["output"],
+)
 OUTPUT_UP = Gauge(
     "logpipe_output_up", "1 when the output's last request got an answer, else 0.", ["output"]
 )

@@ -19,12 +19,23 @@ _prefixes: dict[int, str] = {}
 _MAX_CACHED_SECONDS = 256
 
 
+_last_ns = -1
+_last_text = ""
+
+
 def iso_ns(ns: int) -> str:
     """Format nanoseconds since the epoch as ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`` (UTC)."""
+    global _last_ns, _last_text
+    if ns == _last_ns:
+        # A local message stamped this second takes the receive time as @timestamp,
+        # and event.created is the same receive time: format it once.
+        return _last_text
     second, fraction = divmod(ns, NS_PER_SECOND)
     prefix = _prefixes.get(second)
     if prefix is None:
         if len(_prefixes) >= _MAX_CACHED_SECONDS:
             _prefixes.clear()
         prefix = _prefixes[second] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-    return f"{prefix}{fraction:09d}Z"
+    _last_ns = ns
+    _last_text = f"{prefix}{fraction:09d}Z"
+    return _last_text

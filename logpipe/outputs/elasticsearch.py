@@ -69,7 +69,6 @@ class ElasticsearchOutput:
         self._host_index = 0
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
         self._in_flight = 0
         self.reachable = False
         self.template_ok = asyncio.Event()
@@ -96,7 +95,6 @@ class ElasticsearchOutput:
 
     async def stop(self) -> None:
         """Cancel the senders (call after draining) and close connections."""
-        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -127,10 +125,24 @@ class ElasticsearchOutput:
         while pending:
             try:
                 answer = await self._post_bulk(data_stream, bulk.body(pending))
+            except BulkRequestError as exc:
+                if exc.status == 413:
+                    # Too large for the cluster's http.max_content_length: halve the
+                    # batch; a single document that is still too large is refused.
+                    await self._deliver_too_large(data_stream, pending, exc)
+                    return
+                attempt += 1
+                # 401/403/404 will not heal by themselves, but an operator can fix
+                # them; nothing is dropped meanwhile, and the log says so loudly.
+                metrics.RETRIES.labels(output=OUTPUT, reason=f"status_{exc.status}").inc(
+                    len(pending)
+                )
+                self._log_retry(exc, len(pending), attempt, loud=not exc.retriable)
+                await self._backoff(attempt)
+                continue
             except OutputError as exc:
                 attempt += 1
-                reason = "transport" if isinstance(exc, TransportError) else "request"
-                metrics.RETRIES.labels(output=OUTPUT, reason=reason).inc(len(pending))
+                metrics.RETRIES.labels(output=OUTPUT, reason="transport").inc(len(pending))
                 self._log_retry(exc, len(pending), attempt)
                 await self._backoff(attempt)
                 continue
@@ -146,6 +158,21 @@ class ElasticsearchOutput:
                 for reason, count in outcome.retry_reasons.items():
                     metrics.RETRIES.labels(output=OUTPUT, reason=reason).inc(count)
                 await self._backoff(attempt)
+
+    async def _deliver_too_large(
+        self, data_stream: str, docs: list[bulk.Doc], exc: BulkRequestError
+    ) -> None:
+        if len(docs) > 1:
+            metrics.BULK_SPLITS.labels(output=OUTPUT).inc()
+            log.warning("Request too large for the cluster; splitting it. events=%d", len(docs))
+            half = len(docs) // 2
+            await self._deliver(data_stream, docs[:half])
+            await self._deliver(data_stream, docs[half:])
+            return
+        reason = f"the document alone is larger than the cluster accepts: {exc}"
+        await self._dead_letter(
+            data_stream, [bulk.Rejection(docs[0], 413, "request_entity_too_large", reason)]
+        )
 
     async def _post_bulk(self, data_stream: str, body: bytes) -> bytes:
         """POST one _bulk body to the current host; fail over to the next on transport errors."""
@@ -181,8 +208,10 @@ class ElasticsearchOutput:
         self.reachable = up
         self._up.set(1 if up else 0)
 
-    def _log_retry(self, exc: Exception, count: int, attempt: int) -> None:
+    def _log_retry(self, exc: Exception, count: int, attempt: int, loud: bool = False) -> None:
         level = logging.WARNING if attempt in (1, 10) or attempt % 50 == 0 else logging.DEBUG
+        if loud and level == logging.WARNING:
+            level = logging.ERROR
         log.log(
             level,
             "Bulk request failed; will retry. error=%s events=%d attempt=%d",

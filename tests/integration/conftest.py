@@ -126,7 +126,9 @@ def es_node() -> Iterator[ElasticsearchNode]:
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="test-node-", dir=root))
-    node = ElasticsearchNode(workdir, ES_VERSION)
+    # A small request limit, so that a test can make the real cluster answer 413
+    # (ordinary batches in the other tests stay well below it).
+    node = ElasticsearchNode(workdir, ES_VERSION, extra_settings={"http.max_content_length": "2mb"})
     node.start()
     yield node
     node.stop()

@@ -206,3 +206,43 @@ def test_dead_letters_the_dlq_refuses_go_to_the_local_file(logpipe_factory, es: 
     assert letter["error.type"] == "document_parsing_exception"
     assert '"k":"flat"' in letter["event.original"]
     assert lp.metric("logpipe_dead_lettered_events_total", destination="file") == 1
+
+
+def test_request_too_large_is_split_until_it_fits(logpipe_factory, es: ES):
+    # The session's node refuses requests over 2 MB (http.max_content_length): 300
+    # messages of 8 KiB make a 2.5 MB batch that must be halved to land.
+    lp = logpipe_factory(
+        **{"inputs.devlog": {"max_message_bytes": "16KiB"}},
+        elasticsearch={"batch_max_bytes": "8MiB", "batch_max_events": 5000, "flush_interval": "2s"},
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        for n in range(300):
+            s.sendto(f"<14>Nov 29 10:00:00 big[1]: {n:04d} ".encode() + b"y" * 8192, lp.socket_path)
+    wait_for(lambda: es.count(lp.data_stream) == 300, 30, "300 large documents")
+    assert lp.metric("logpipe_bulk_splits_total") >= 1
+    assert lp.metric("logpipe_retries_total") == 0
+    assert lp.metric("logpipe_dead_lettered_events_total") == 0
+    assert len(set(es.all_ids(lp.data_stream))) == 300
+
+
+def test_block_policy_pushes_back_instead_of_dropping(logpipe_factory, es: ES):
+    lp = logpipe_factory(
+        queue={"max_events": 200, "when_full": "block"},
+        elasticsearch={"batch_max_events": 100, "timeout": "3s"},
+    )
+    total = 5000
+    es.node.pause()
+    sender = threading.Thread(target=_send_paced, args=(lp.socket_path, total, 1e9, "blocked"))
+    try:
+        sender.start()
+        # The sender must stall: logpipe holds 200 queued + 200 in flight at most, the
+        # kernel a few more; it is not allowed to drop.
+        wait_for(lambda: lp.metric("logpipe_received_events_total") >= 400, 15, "queue to fill")
+        time.sleep(1)
+        assert sender.is_alive(), "the sender finished: nothing pushed back"
+        assert lp.metric("logpipe_received_events_total") < total
+    finally:
+        es.node.resume()
+    sender.join(60)
+    wait_for(lambda: es.count(lp.data_stream) == total, 60, f"all {total} documents")
+    assert lp.metric("logpipe_dropped_events_total") == 0
