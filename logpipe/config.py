@@ -23,7 +23,7 @@ from logpipe.errors import ConfigError
 DEFAULT_CONFIG = Path(__file__).parent / "data" / "logpipe.toml"
 
 WHEN_FULL_POLICIES = ("drop_newest", "block")
-INPUT_TYPES = ("devlog",)
+INPUT_TYPES = ("devlog", "docker")
 
 _SIZE_UNITS = {
     "": 1,
@@ -79,6 +79,29 @@ class DevlogSettings:
     )
     timezone: str = _setting("", "timezone", "Zone of RFC 3164 stamps; default: the host's.")
     parse_cee: bool = _setting(True, "bool", "Parse '@cee: {json}' messages into logpipe.cee.*.")
+    attribute_containers: bool = _setting(
+        True, "bool", "Sender pid -> /proc/<pid>/cgroup -> container.id (needs the host pid ns)."
+    )
+    docker_socket: str = _setting(
+        "/var/run/docker.sock", "str", "Docker/podman API for container names; '' for ids only."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DockerSettings:
+    name: str = _setting("docker", "internal", "The table name under [inputs].")
+    type: str = _setting("docker", "str", "The input type.")
+    mode: str = _setting("api", "enum", "api (Docker Engine API)", choices=("api",))
+    socket: str = _setting("/var/run/docker.sock", "str", "The Docker (or podman) API socket.")
+    include_names: tuple[str, ...] = _setting((), "strs", "Only containers whose name matches.")
+    exclude_names: tuple[str, ...] = _setting((), "strs", "Never containers whose name matches.")
+    include_labels: tuple[str, ...] = _setting((), "strs", "Only containers with key or key=value.")
+    exclude_labels: tuple[str, ...] = _setting((), "strs", "Never containers with these labels.")
+    opt_out_label: str = _setting("logpipe.exclude", "str", "Label a container sets to opt out.")
+    max_line_bytes: int = _setting(1024 * 1024, "size", "Longer lines are cut, tagged, counted.")
+    partial_flush_timeout: float = _setting(
+        5.0, "duration", "A partial line whose end never comes is shipped after this long."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +145,7 @@ class Settings:
     file: str
     service: ServiceSettings
     admin: AdminSettings
-    inputs: tuple[DevlogSettings, ...]
+    inputs: tuple[DevlogSettings | DockerSettings, ...]
     queue: QueueSettings
     elasticsearch: ElasticsearchSettings
 
@@ -137,7 +160,7 @@ class Settings:
         )
 
 
-_INPUT_CLASSES = {"devlog": DevlogSettings}
+_INPUT_CLASSES: dict[str, type] = {"devlog": DevlogSettings, "docker": DockerSettings}
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -199,6 +222,8 @@ def _check_relations(s: Settings) -> None:
         raise ConfigError(s.file, "service.workers", "only 1 is supported in this version")
     paths: dict[str, str] = {}
     for inp in s.inputs:
+        if not isinstance(inp, DevlogSettings):
+            continue
         if inp.path in paths:
             raise ConfigError(
                 s.file, f"inputs.{inp.name}.path", f"already used by inputs.{paths[inp.path]}"
@@ -338,6 +363,13 @@ def _to_urls(value: Any, meta: dict[str, Any]) -> tuple[str, ...]:
     return tuple(u.rstrip("/") for u in value)
 
 
+def _to_strs(value: Any, meta: dict[str, Any]) -> tuple[str, ...]:
+    _want(value, list, "a list of strings")
+    for item in value:
+        _want(item, str, "a string")
+    return tuple(value)
+
+
 def _to_timezone(value: Any, meta: dict[str, Any]) -> str:
     _want(value, str, "a zone name such as UTC or Europe/Berlin")
     if value:
@@ -375,4 +407,5 @@ _CONVERTERS = {
     "urls": _to_urls,
     "timezone": _to_timezone,
     "stream": _to_stream,
+    "strs": _to_strs,
 }

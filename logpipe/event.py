@@ -75,13 +75,19 @@ class Stamper:
         self._prefix = id_prefix(node, input_name, time.time_ns()) + "-"
         self.sequence = 0
 
-    def stamp(self, event: dict[str, Any], received_ns: int) -> dict[str, Any]:
-        """Stamp one event in place (and return it)."""
+    def stamp(
+        self, event: dict[str, Any], received_ns: int, event_id: str | None = None
+    ) -> dict[str, Any]:
+        """Stamp one event in place (and return it).
+
+        ``event_id``: an id derived from the event's position in its source (container
+        and timestamp, file and offset), so that re-reading it lands on the same document.
+        """
         self.sequence = seq = self.sequence + 1
         event.update(self._constant)
         event[EVENT_CREATED] = iso_ns(received_ns)
         event[EVENT_SEQUENCE] = seq
-        event[ID] = f"{self._prefix}{seq:x}"
+        event[ID] = event_id or f"{self._prefix}{seq:x}"
         return event
 
 

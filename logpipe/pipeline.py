@@ -14,13 +14,18 @@ from typing import Any
 
 from logpipe import metrics
 from logpipe.admin import AdminServer
-from logpipe.config import Settings
+from logpipe.config import DockerSettings, Settings
+from logpipe.enrich.containers import ContainerMetadata
+from logpipe.enrich.docker_client import DockerClient
 from logpipe.event import Stamper, loss_marker
 from logpipe.inputs.devlog import DevlogInput
+from logpipe.inputs.docker import DockerInput
 from logpipe.outputs.elasticsearch import ElasticsearchOutput
 from logpipe.queue import EventQueue, LossTracker
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_SECONDS = 1.0
 
 
 class Pipeline:
@@ -32,18 +37,40 @@ class Pipeline:
         q = settings.queue
         self.queue = EventQueue(q.max_events, q.max_bytes, q.when_full)
         self.losses: dict[str, tuple[LossTracker, Stamper]] = {}
-        self.inputs: list[DevlogInput] = []
+        self.inputs: list[DevlogInput | DockerInput] = []
+        self.docker_inputs: list[DockerInput] = []
+        # One metadata cache per Docker API socket, shared by the inputs that use it.
+        self.metadata: dict[str, ContainerMetadata] = {}
         for inp in settings.inputs:
+            if isinstance(inp, DockerSettings):
+                docker = DockerInput(
+                    inp, self.queue, node, self._metadata_for(inp.socket), settings.service.data_dir
+                )
+                self.inputs.append(docker)
+                self.docker_inputs.append(docker)
+                continue
             tracker = LossTracker(inp.name)
             devlog = DevlogInput(inp, self.queue, node, tracker)
             self.inputs.append(devlog)
             self.losses[inp.name] = (tracker, devlog.stamper)
+            if inp.attribute_containers and inp.docker_socket:
+                self._metadata_for(inp.docker_socket)
         self.output = ElasticsearchOutput(
-            settings.elasticsearch, self.queue, node, settings.dead_letter_file, settings.file
+            settings.elasticsearch,
+            self.queue,
+            node,
+            settings.dead_letter_file,
+            settings.file,
+            enrichers=[m.enrich for m in self.metadata.values()],
         )
         self.admin = AdminServer(settings.admin.listen, self.readiness, self.status)
         self._stop = asyncio.Event()
         self._started_at = time.time()
+
+    def _metadata_for(self, socket_path: str) -> ContainerMetadata:
+        if socket_path not in self.metadata:
+            self.metadata[socket_path] = ContainerMetadata(DockerClient(socket_path))
+        return self.metadata[socket_path]
 
     def readiness(self) -> tuple[bool, list[str]]:
         reasons = [f"input {i.name} is not bound" for i in self.inputs if not i.bound]
@@ -63,7 +90,7 @@ class Pipeline:
                 "max_bytes": self.queue.max_bytes,
             },
             "inputs": [
-                {"name": i.name, "path": i.settings.path, "bound": i.bound} for i in self.inputs
+                {"name": i.name, "type": i.settings.type, "bound": i.bound} for i in self.inputs
             ],
             "elasticsearch": {
                 "reachable": self.output.reachable,
@@ -82,16 +109,23 @@ class Pipeline:
         for inp in self.inputs:
             inp.start(loop)
         markers = asyncio.create_task(self._loss_markers(), name="loss-markers")
+        checkpoints = asyncio.create_task(self._checkpoints(), name="checkpoints")
         log.info("logpipe is running. inputs=%s node=%s", len(self.inputs), self.settings.node_name)
         await self._stop.wait()
         log.info("Stopping: inputs closed, draining the queue. queued=%d", len(self.queue))
         for inp in self.inputs:
             inp.stop()
         markers.cancel()
+        checkpoints.cancel()
         self._emit_loss_markers()
         await self._drain(time.monotonic() + self.settings.service.shutdown_timeout)
+        if self.output.idle:
+            for docker in self.docker_inputs:
+                docker.save_checkpoints()
         await self.output.stop()
         await self.admin.stop()
+        for meta in self.metadata.values():
+            await meta.client.close()
         for inp in self.inputs:
             inp.close()
 
@@ -106,6 +140,18 @@ class Pipeline:
             log.error(
                 "Stopped with events undelivered (no spool configured). queued=%d", len(self.queue)
             )
+
+    async def _checkpoints(self) -> None:
+        """Save read positions whenever everything read so far has been delivered."""
+        saved: dict[str, dict[str, int]] = {}
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_SECONDS)
+            if not self.output.idle:
+                continue
+            for docker in self.docker_inputs:
+                if saved.get(docker.name) != docker.read_positions:
+                    docker.save_checkpoints()
+                    saved[docker.name] = dict(docker.read_positions)
 
     async def _loss_markers(self) -> None:
         interval = self.settings.queue.loss_marker_interval

@@ -27,6 +27,7 @@ from typing import Any
 
 from logpipe import metrics
 from logpipe.config import DevlogSettings
+from logpipe.enrich.containers import CONTAINER_ID, CONTAINER_RUNTIME, PidAttribution
 from logpipe.event import (
     EVENT_OVERHEAD_BYTES,
     GROUP_ID,
@@ -82,6 +83,7 @@ class DevlogInput:
         self._paused = False
         self._resume_task: asyncio.Task[None] | None = None
         self._scratch = bytearray(settings.max_message_bytes)
+        self.attribution = PidAttribution() if settings.attribute_containers else None
         self._received = metrics.RECEIVED_EVENTS.labels(input=self.name)
         self._received_bytes = metrics.RECEIVED_BYTES.labels(input=self.name)
         self._dropped = metrics.DROPPED_EVENTS.labels(input=self.name, reason=REASON_QUEUE_FULL)
@@ -159,6 +161,7 @@ class DevlogInput:
         max_bytes = self.settings.max_message_bytes
         parse = self.parser.parse
         stamp = self.stamper.stamp
+        attribution = self.attribution
         events: list[dict[str, Any]] = []
         sizes: list[int] = []
         received = received_bytes = dropped = truncated = failures = 0
@@ -207,6 +210,10 @@ class DevlogInput:
                 event[PROCESS_PID] = pid
                 event[USER_ID] = str(uid)
                 event[GROUP_ID] = str(gid)
+                if attribution is not None:
+                    found = attribution.lookup(pid, received_ns)
+                    if found is not None:
+                        event[CONTAINER_ID], event[CONTAINER_RUNTIME] = found
             message = event.get("message")
             if message and message.startswith("@cee:") and self.settings.parse_cee:
                 apply_cee(event)

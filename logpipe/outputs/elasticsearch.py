@@ -17,6 +17,8 @@ import logging
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import aiohttp
 import orjson
@@ -60,7 +62,9 @@ class ElasticsearchOutput:
         node: str,
         dead_letter_file: str,
         config_file: str,
+        enrichers: Sequence[Callable[[list[dict[str, Any]]], Awaitable[None]]] = (),
     ) -> None:
+        self.enrichers = tuple(enrichers)
         self.settings = settings
         self.config_file = config_file
         self.queue = queue
@@ -112,6 +116,9 @@ class ElasticsearchOutput:
                 continue
             self._in_flight += 1
             try:
+                for enrich in self.enrichers:
+                    # Per batch, not per event: one API lookup per new container.
+                    await enrich(events)
                 docs = bulk.encode(events)
                 del events
                 await self._deliver(s.data_stream, docs)

@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from es_local import ElasticsearchNode, cache_dir  # noqa: E402  (scripts/es_local.py)
 
+from tests.containers.podman import Podman  # noqa: E402
+
 ES_VERSION = os.environ.get("LOGPIPE_ES_VERSION", "8.19.7")
 
 
@@ -43,6 +45,20 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def wait_for_count(
+    es: ES, index: str, expected: int, timeout: float, query: dict[str, Any] | None = None
+) -> int:
+    """Wait until ``index`` holds at least ``expected`` matching documents; fail with the count."""
+    deadline = time.monotonic() + timeout
+    count = -1
+    while time.monotonic() < deadline:
+        count = es.count(index, query)
+        if count >= expected:
+            return count
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s: {count} of {expected} documents in {index}")
 
 
 def free_port() -> int:
@@ -133,6 +149,14 @@ def es_node() -> Iterator[ElasticsearchNode]:
     yield node
     node.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    service = Podman(tmp_path_factory.mktemp("podman"))
+    service.start()
+    yield service
+    service.stop()
 
 
 @pytest.fixture()

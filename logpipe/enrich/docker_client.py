@@ -1,0 +1,70 @@
+"""A small Docker Engine API client over the unix socket (aiohttp).
+
+Only what logpipe needs: JSON GETs, and streamed GETs for ``/containers/{id}/logs`` and
+``/events``. Works against Docker and against podman's Docker-compatible service.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+API_VERSION = "v1.41"  # podman 4 and Docker 20.10+ both speak it
+_BASE = f"http://docker/{API_VERSION}"
+
+
+class DockerAPIError(Exception):
+    """The API answered with an error status, or could not be reached."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(f"Docker API {status}: {message}" if status else message)
+
+
+class DockerClient:
+    """One connection pool to one Docker (or podman) API socket."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._session: aiohttp.ClientSession | None = None
+
+    def _ensure(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self.socket_path),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        try:
+            async with self._ensure().get(
+                f"{_BASE}{path}", params=params, timeout=aiohttp.ClientTimeout(total=15)
+            ) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise DockerAPIError(resp.status, body.decode("utf-8", "replace")[:300])
+                return json.loads(body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DockerAPIError(0, f"{self.socket_path}: {type(exc).__name__}: {exc}") from exc
+
+    async def stream(
+        self, path: str, params: dict[str, str] | None = None, chunk_bytes: int = 256 * 1024
+    ) -> AsyncIterator[bytes]:
+        """Yield body chunks of a long-lived GET until the server ends it."""
+        try:
+            async with self._ensure().get(f"{_BASE}{path}", params=params) as resp:
+                if resp.status != 200:
+                    body = await resp.read()
+                    raise DockerAPIError(resp.status, body.decode("utf-8", "replace")[:300])
+                async for chunk in resp.content.iter_any():
+                    yield chunk
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DockerAPIError(0, f"{self.socket_path}: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,347 @@
+"""The ``docker`` input, ``mode = "api"``: every container's stdout and stderr, from the Engine API.
+
+One task watches ``/events`` and lists the running containers at start; one follower
+task per container streams ``/containers/{id}/logs?follow=1&timestamps=1`` and decodes
+it (multiplexed frames, or the raw stream of a TTY container). A follower is started
+on the ``start`` event, straight away and before any inspect, because a short-lived
+``--rm`` container can be gone a moment after it dies; the stream then runs to EOF,
+which gives the last lines of a container that has exited.
+
+Event ids are ``<container id>-<timestamp ns>-<ordinal>`` (the ordinal counts lines
+that share one timestamp), so any re-read lands on the same documents. A checkpoint
+per container (the last timestamp read) is saved in ``data_dir`` whenever everything
+read has been delivered; after a restart each container is read again from one second
+before it, and the ids turn the overlap into 409s, not duplicates.
+
+When the queue is full this input waits (Docker keeps the logs); it never drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from logpipe import metrics
+from logpipe.config import DockerSettings
+from logpipe.enrich.containers import CONTAINER_ID, ContainerMetadata
+from logpipe.enrich.docker_client import DockerAPIError
+from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
+from logpipe.parsers.docker import FrameError, LogLine, MultiplexedDecoder, RawStreamDecoder
+from logpipe.parsers.partial import PartialReassembler
+from logpipe.queue import EventQueue
+from logpipe.timefmt import NS_PER_SECOND, iso_ns
+
+log = logging.getLogger(__name__)
+
+STREAM = "logpipe.stream"
+TAG_TRUNCATED = "_message_truncated"
+RECONNECT_SECONDS = 2.0
+
+
+class DockerInput:
+    """Follows the logs of every selected container through the Docker Engine API."""
+
+    def __init__(
+        self,
+        settings: DockerSettings,
+        queue: EventQueue,
+        node: str,
+        metadata: ContainerMetadata,
+        data_dir: str,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.queue = queue
+        self.metadata = metadata
+        self.client = metadata.client
+        self.stamper = Stamper(node, settings.name, "docker")
+        self.checkpoint_path = os.path.join(data_dir, f"docker-{settings.name}.checkpoints.json")
+        self.read_positions: dict[str, int] = self._load_checkpoints()
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._ordinals: dict[str, tuple[int, int]] = {}  # id -> (last time_ns, ordinal)
+        self._watch: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.connected = False
+        self._reassembler = PartialReassembler(
+            settings.max_line_bytes, int(settings.partial_flush_timeout * NS_PER_SECOND)
+        )
+        self._received = metrics.RECEIVED_EVENTS.labels(input=self.name)
+        self._received_bytes = metrics.RECEIVED_BYTES.labels(input=self.name)
+        self._truncated = metrics.TRUNCATED_EVENTS.labels(input=self.name)
+
+    @property
+    def bound(self) -> bool:
+        return self.connected
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def open(self) -> None:
+        os.makedirs(os.path.dirname(self.checkpoint_path), exist_ok=True)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watch = loop.create_task(self._watch_events(), name=f"docker-{self.name}-events")
+        self._expiry = loop.create_task(self._flush_expired(), name=f"docker-{self.name}-partials")
+
+    def stop(self) -> None:
+        """Stop reading: cancel the event watch and every follower."""
+        self._stopping = True
+        for task in (self._watch, self._expiry):
+            if task is not None:
+                task.cancel()
+        for task in self._followers.values():
+            task.cancel()
+
+    def close(self) -> None:
+        self.stop()
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def _load_checkpoints(self) -> dict[str, int]:
+        try:
+            with open(self.checkpoint_path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            return {str(k): int(v) for k, v in data.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning(
+                "Ignoring unreadable checkpoints; containers are read from the start "
+                "(ids prevent duplicates). path=%s error=%s",
+                self.checkpoint_path,
+                exc,
+            )
+            return {}
+
+    def save_checkpoints(self) -> None:
+        """Persist the read positions; call only when everything read has been delivered."""
+        tmp = f"{self.checkpoint_path}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self.read_positions, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.checkpoint_path)
+        except OSError as exc:
+            log.warning(
+                "Failed to save checkpoints; a restart re-reads more (no duplicates). "
+                "path=%s error=%s",
+                self.checkpoint_path,
+                exc,
+            )
+
+    # -- discovery -----------------------------------------------------------------
+
+    async def _watch_events(self) -> None:
+        while not self._stopping:
+            try:
+                events = self.client.stream(
+                    "/events", params={"filters": json.dumps({"type": ["container"]})}
+                )
+                # Subscribe first, then list: a container that starts in between is
+                # seen by one or the other (a second follow of it is ignored).
+                first = asyncio.ensure_future(anext(events))
+                containers = await self.client.get_json("/containers/json")
+                if not self.metadata.runtime:
+                    version = await self.client.get_json("/version")
+                    self.metadata.runtime = (
+                        "podman" if "podman" in json.dumps(version).lower() else "docker"
+                    )
+                if not self.connected:
+                    log.info(
+                        "Following container logs. input=%s socket=%s containers=%d",
+                        self.name,
+                        self.client.socket_path,
+                        len(containers),
+                    )
+                self.connected = True
+                for c in containers:
+                    self._follow(c["Id"], c.get("Names", [""])[0], c.get("Labels") or {})
+                buffer = b""
+                chunk = await first
+                while True:
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            self._on_event(line)
+                    chunk = await anext(events)
+            except (DockerAPIError, StopAsyncIteration) as exc:
+                if self.connected:
+                    log.warning("Lost the Docker API; reconnecting. error=%s", exc)
+                self.connected = False
+                await asyncio.sleep(RECONNECT_SECONDS)
+
+    def _on_event(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return
+        action = event.get("Action") or event.get("status") or ""
+        actor = event.get("Actor") or {}
+        cid = event.get("id") or actor.get("ID") or ""
+        attributes = actor.get("Attributes") or {}
+        if not cid:
+            return
+        if action == "start":
+            labels = {k: v for k, v in attributes.items() if k not in ("image", "name")}
+            self._follow(cid, attributes.get("name", ""), labels)
+        elif action == "destroy" or action == "remove":
+            self.metadata.forget(cid)
+            task = self._followers.get(cid)
+            if task is None or task.done():
+                self.read_positions.pop(cid, None)
+
+    def selected(self, name: str, labels: dict[str, str]) -> bool:
+        s = self.settings
+        name = name.lstrip("/")
+        if labels.get(s.opt_out_label, "").lower() in ("true", "1", "yes"):
+            return False
+        if s.include_names and not any(fnmatch.fnmatchcase(name, p) for p in s.include_names):
+            return False
+        if any(fnmatch.fnmatchcase(name, p) for p in s.exclude_names):
+            return False
+        if s.include_labels and not any(_label_matches(labels, x) for x in s.include_labels):
+            return False
+        return not any(_label_matches(labels, x) for x in s.exclude_labels)
+
+    def _follow(self, cid: str, name: str, labels: dict[str, str]) -> None:
+        task = self._followers.get(cid)
+        if self._stopping or (task is not None and not task.done()):
+            return
+        if not self.selected(name, labels):
+            log.debug("Container not selected. id=%s name=%s", cid[:12], name)
+            return
+        self._followers[cid] = asyncio.get_running_loop().create_task(
+            self._follow_logs(cid), name=f"docker-follow-{cid[:12]}"
+        )
+
+    # -- following -----------------------------------------------------------------
+
+    async def _follow_logs(self, cid: str) -> None:
+        position = self.read_positions.get(cid, 0)
+        since = max(0, position // NS_PER_SECOND - 1) if position else 0
+        params = {
+            "follow": "1",
+            "stdout": "1",
+            "stderr": "1",
+            "timestamps": "1",
+            "since": str(since),
+        }
+        # Open the stream first (the container may be about to vanish), inspect after.
+        stream = self.client.stream(f"/containers/{cid}/logs", params=params)
+        first = asyncio.ensure_future(anext(stream))
+        try:
+            inspect = await self.client.get_json(f"/containers/{cid}/json")
+        except DockerAPIError:
+            inspect = None
+        fields = self.metadata.remember(cid, inspect) if inspect else {CONTAINER_ID: cid}
+        tty = bool(inspect and (inspect.get("Config") or {}).get("Tty"))
+        decoder: MultiplexedDecoder | RawStreamDecoder = (
+            RawStreamDecoder(True, self.settings.max_line_bytes)
+            if tty
+            else MultiplexedDecoder(True, max(self.settings.max_line_bytes, 1 << 20))
+        )
+        try:
+            chunk = await first
+            while True:
+                await self._emit(cid, fields, decoder.feed(chunk))
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            pass
+        except FrameError as exc:
+            log.warning("Corrupt log stream; re-attaching. id=%s error=%s", cid[:12], exc)
+        except DockerAPIError as exc:
+            log.debug("Log stream ended. id=%s error=%s", cid[:12], exc)
+        if isinstance(decoder, RawStreamDecoder):
+            await self._emit(cid, fields, decoder.flush())
+        await self._emit_pending(cid, fields)
+
+    async def _emit(self, cid: str, fields: dict[str, Any], lines: list[LogLine]) -> None:
+        if not lines:
+            return
+        events: list[dict[str, Any]] = []
+        sizes: list[int] = []
+        nbytes = truncated = 0
+        reassemble = self._reassembler.feed
+        now_ns = time.time_ns()
+        for line in lines:
+            nbytes += len(line.text)
+            done = reassemble((cid, line.stream), line.text, line.partial, line.time_ns, now_ns)
+            if done is None:
+                continue
+            text, time_ns, cut = done
+            events.append(self._event(cid, fields, line.stream, text, time_ns, cut))
+            sizes.append(len(text) + EVENT_OVERHEAD_BYTES)
+            truncated += cut
+        self._received_bytes.inc(nbytes)
+        await self._put(events, sizes)
+        if truncated:
+            self._truncated.inc(truncated)
+
+    async def _flush_expired(self) -> None:
+        """A split line whose last piece never comes is shipped after the timeout."""
+        while True:
+            await asyncio.sleep(1.0)
+            for (cid, stream), text, time_ns, cut in self._reassembler.expired(time.time_ns()):
+                fields = self.metadata.cached(cid) or {CONTAINER_ID: cid}
+                event = self._event(cid, fields, stream, text, time_ns, cut)
+                await self._put([event], [len(text) + EVENT_OVERHEAD_BYTES])
+
+    async def _emit_pending(self, cid: str, fields: dict[str, Any]) -> None:
+        """At EOF, a partial line that never got its end is still a line."""
+        events, sizes = [], []
+        for stream in ("stdout", "stderr", "tty"):
+            done = self._reassembler.flush((cid, stream))
+            if done is not None:
+                text, time_ns, cut = done
+                events.append(self._event(cid, fields, stream, text, time_ns, cut))
+                sizes.append(len(text) + EVENT_OVERHEAD_BYTES)
+        await self._put(events, sizes)
+
+    def _event(
+        self, cid: str, fields: dict[str, Any], stream: str, text: bytes, time_ns: int, cut: bool
+    ) -> dict[str, Any]:
+        received_ns = time.time_ns()
+        stamp_ns = time_ns or received_ns
+        last, ordinal = self._ordinals.get(cid, (0, -1))
+        ordinal = ordinal + 1 if stamp_ns == last else 0
+        self._ordinals[cid] = (stamp_ns, ordinal)
+        event: dict[str, Any] = {
+            "@timestamp": iso_ns(stamp_ns),
+            "message": text.decode("utf-8", "replace"),
+            STREAM: stream,
+            **fields,
+        }
+        if cut:
+            event[TAGS] = [TAG_TRUNCATED]
+        if time_ns:
+            self.read_positions[cid] = max(self.read_positions.get(cid, 0), time_ns)
+        return self.stamper.stamp(event, received_ns, event_id=f"{cid}-{stamp_ns:x}-{ordinal}")
+
+    async def _put(self, events: list[dict[str, Any]], sizes: list[int]) -> None:
+        """Queue events, waiting for room: this input pushes back, it never drops."""
+        if not events:
+            return
+        self._received.inc(len(events))
+        start = 0
+        while start < len(events):
+            room = self.queue.room()
+            if room == 0:
+                await self.queue.wait_for_room()
+                continue
+            end = start + room
+            self.queue.put_many(events[start:end], sizes[start:end])
+            start = end
+
+
+def _label_matches(labels: dict[str, str], selector: str) -> bool:
+    key, sep, value = selector.partition("=")
+    if key not in labels:
+        return False
+    return not sep or labels[key] == value

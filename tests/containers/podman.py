@@ -1,0 +1,115 @@
+"""Real containers for the tests: podman from Debian behind its Docker-compatible API.
+
+There is no registry here, so the test image is made with ``podman import`` from a tar
+of a rootfs holding busybox-static and its applet links. ``podman system service``
+serves the Docker Engine API on a unix socket; the ``docker`` CLI (or podman's own,
+which takes the same arguments for what the tests do) drives it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+IMAGE = "localhost/logpipe-busybox:test"
+TEST_LABEL = "logpipe.test=1"
+
+
+def podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(HERE / "containers.conf")}
+
+
+def ensure_image() -> None:
+    env = podman_env()
+    if subprocess.run(["podman", "image", "exists", IMAGE], env=env).returncode == 0:
+        return
+    busybox = "/bin/busybox"  # Debian's busybox-static: no libraries needed in the image
+    applets = subprocess.run(
+        [busybox, "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    with tempfile.TemporaryDirectory() as tmp:
+        tar_path = Path(tmp) / "rootfs.tar"
+        with tarfile.open(tar_path, "w") as tar:
+            for d in ("bin", "dev", "etc", "proc", "sys", "tmp"):
+                info = tarfile.TarInfo(d)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            tar.add(busybox, arcname="bin/busybox")
+            for name in applets:
+                if name == "busybox":
+                    continue
+                link = tarfile.TarInfo(f"bin/{name}")
+                link.type, link.linkname = tarfile.SYMTYPE, "/bin/busybox"
+                tar.addfile(link)
+        subprocess.run(
+            ["podman", "import", "-q", str(tar_path), IMAGE],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+
+class Podman:
+    """The API service on ``socket_path`` and a CLI bound to it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.socket_path = str(workdir / "podman.sock")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "podman-service.log"
+
+    def start(self) -> None:
+        ensure_image()
+        out = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{self.socket_path}"],
+            env=podman_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        out.close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.socket_path):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"podman service did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.cli("rm", "-f", "--all", check=False)  # podman: --all is ok with -f
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``docker ARGS`` against the API socket (podman's CLI where docker is absent)."""
+        docker = shutil.which("docker")
+        if docker and args[:2] != ("rm", "-f"):
+            cmd = [docker, *args]
+            env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket_path}"}
+        else:
+            cmd = ["podman", *args]
+            env = podman_env()
+        result = subprocess.run(cmd, env=env, capture_output=True, timeout=timeout, input=input)
+        out = subprocess.CompletedProcess(
+            result.args,
+            result.returncode,
+            result.stdout.decode(errors="replace"),
+            result.stderr.decode(errors="replace"),
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed: {out.stderr}")
+        return out
+
+    def run(self, *args: str, detach: bool = True) -> str:
+        """``docker run`` a test container; returns its id (detached) or its output."""
+        flags = ["-d"] if detach else []
+        out = self.cli("run", *flags, "--label", TEST_LABEL, *args)
+        return out.stdout.strip()
