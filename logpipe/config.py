@@ -91,8 +91,23 @@ class DevlogSettings:
 class DockerSettings:
     name: str = _setting("docker", "internal", "The table name under [inputs].")
     type: str = _setting("docker", "str", "The input type.")
-    mode: str = _setting("api", "enum", "api (Docker Engine API)", choices=("api",))
-    socket: str = _setting("/var/run/docker.sock", "str", "The Docker (or podman) API socket.")
+    mode: str = _setting(
+        "api", "enum", "api (Engine API) | files (json-file/CRI logs)", choices=("api", "files")
+    )
+    socket: str = _setting(
+        "/var/run/docker.sock", "str", "Docker/podman API; files mode: names by id ('' = off)."
+    )
+    paths: tuple[str, ...] = _setting(
+        (
+            "/var/lib/docker/containers/*/*-json.log",
+            "/var/log/pods/*/*/*.log",
+            "/var/lib/containers/storage/overlay-containers/*/userdata/ctr.log",
+        ),
+        "strs",
+        "files mode: globs of the log files to tail.",
+    )
+    poll_interval: float = _setting(0.25, "duration", "files mode: how often files are checked.")
+    read_chunk_bytes: int = _setting(256 * 1024, "size", "files mode: bytes read at a time.")
     include_names: tuple[str, ...] = _setting((), "strs", "Only containers whose name matches.")
     exclude_names: tuple[str, ...] = _setting((), "strs", "Never containers whose name matches.")
     include_labels: tuple[str, ...] = _setting((), "strs", "Only containers with key or key=value.")

@@ -20,6 +20,7 @@ from logpipe.enrich.docker_client import DockerClient
 from logpipe.event import Stamper, loss_marker
 from logpipe.inputs.devlog import DevlogInput
 from logpipe.inputs.docker import DockerInput
+from logpipe.inputs.docker_files import DockerFilesInput
 from logpipe.outputs.elasticsearch import ElasticsearchOutput
 from logpipe.queue import EventQueue, LossTracker
 
@@ -37,15 +38,29 @@ class Pipeline:
         q = settings.queue
         self.queue = EventQueue(q.max_events, q.max_bytes, q.when_full)
         self.losses: dict[str, tuple[LossTracker, Stamper]] = {}
-        self.inputs: list[DevlogInput | DockerInput] = []
-        self.docker_inputs: list[DockerInput] = []
+        self.inputs: list[DevlogInput | DockerInput | DockerFilesInput] = []
+        self.docker_inputs: list[DockerInput | DockerFilesInput] = []
         # One metadata cache per Docker API socket, shared by the inputs that use it.
         self.metadata: dict[str, ContainerMetadata] = {}
         for inp in settings.inputs:
             if isinstance(inp, DockerSettings):
-                docker = DockerInput(
-                    inp, self.queue, node, self._metadata_for(inp.socket), settings.service.data_dir
-                )
+                docker: DockerInput | DockerFilesInput
+                if inp.mode == "files":
+                    docker = DockerFilesInput(
+                        inp,
+                        self.queue,
+                        node,
+                        self._metadata_for(inp.socket) if inp.socket else None,
+                        settings.service.data_dir,
+                    )
+                else:
+                    docker = DockerInput(
+                        inp,
+                        self.queue,
+                        node,
+                        self._metadata_for(inp.socket),
+                        settings.service.data_dir,
+                    )
                 self.inputs.append(docker)
                 self.docker_inputs.append(docker)
                 continue
@@ -149,9 +164,10 @@ class Pipeline:
             if not self.output.idle:
                 continue
             for docker in self.docker_inputs:
-                if saved.get(docker.name) != docker.read_positions:
+                positions = docker.positions()
+                if saved.get(docker.name) != positions:
                     docker.save_checkpoints()
-                    saved[docker.name] = dict(docker.read_positions)
+                    saved[docker.name] = positions
 
     async def _loss_markers(self) -> None:
         interval = self.settings.queue.loss_marker_interval

@@ -79,6 +79,18 @@ class EventQueue:
         metrics.QUEUE_PUSHED.inc(len(events))
         self._after_put()
 
+    async def put_blocking(self, events: list[Event], sizes: list[int]) -> None:
+        """Queue all of ``events``, waiting for room as needed (inputs that never drop)."""
+        start = 0
+        while start < len(events):
+            room = self.room()
+            if room == 0:
+                await self.wait_for_room()
+                continue
+            end = start + room
+            self.put_many(events[start:end], sizes[start:end])
+            start = end
+
     def put_marker(self, event: Event) -> None:
         """Append a loss marker, whatever the bounds say."""
         self._events.append(event)

@@ -118,6 +118,9 @@ class DockerInput:
             )
             return {}
 
+    def positions(self) -> dict[str, int]:
+        return dict(self.read_positions)
+
     def save_checkpoints(self) -> None:
         """Persist the read positions; call only when everything read has been delivered."""
         tmp = f"{self.checkpoint_path}.tmp"
@@ -329,15 +332,7 @@ class DockerInput:
         if not events:
             return
         self._received.inc(len(events))
-        start = 0
-        while start < len(events):
-            room = self.queue.room()
-            if room == 0:
-                await self.queue.wait_for_room()
-                continue
-            end = start + room
-            self.queue.put_many(events[start:end], sizes[start:end])
-            start = end
+        await self.queue.put_blocking(events, sizes)
 
 
 def _label_matches(labels: dict[str, str], selector: str) -> bool:
