@@ -85,6 +85,12 @@ class DevlogSettings:
     docker_socket: str = _setting(
         "/var/run/docker.sock", "str", "Docker/podman API for container names; '' for ids only."
     )
+    per_container_sockets: bool = _setting(
+        False, "bool", "Also a socket per container: <per_container_dir>/<name>/log."
+    )
+    per_container_dir: str = _setting(
+        "/run/logpipe/containers", "str", "Where the per-container socket directories live."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from logpipe.enrich.containers import ContainerMetadata
 from logpipe.enrich.docker_client import DockerClient
 from logpipe.event import Stamper, loss_marker
 from logpipe.inputs.devlog import DevlogInput
+from logpipe.inputs.devlog_sockets import ContainerSockets
 from logpipe.inputs.docker import DockerInput
 from logpipe.inputs.docker_files import DockerFilesInput
 from logpipe.outputs.elasticsearch import ElasticsearchOutput
@@ -42,6 +43,7 @@ class Pipeline:
         self.docker_inputs: list[DockerInput | DockerFilesInput] = []
         # One metadata cache per Docker API socket, shared by the inputs that use it.
         self.metadata: dict[str, ContainerMetadata] = {}
+        self.container_sockets: list[ContainerSockets] = []
         for inp in settings.inputs:
             if isinstance(inp, DockerSettings):
                 docker: DockerInput | DockerFilesInput
@@ -70,6 +72,12 @@ class Pipeline:
             self.losses[inp.name] = (tracker, devlog.stamper)
             if inp.attribute_containers and inp.docker_socket:
                 self._metadata_for(inp.docker_socket)
+            if inp.per_container_sockets and inp.docker_socket:
+                self.container_sockets.append(
+                    ContainerSockets(
+                        inp, self.queue, node, tracker, self._metadata_for(inp.docker_socket)
+                    )
+                )
         self.output = ElasticsearchOutput(
             settings.elasticsearch,
             self.queue,
@@ -123,6 +131,8 @@ class Pipeline:
         await self.output.start()
         for inp in self.inputs:
             inp.start(loop)
+        for sockets in self.container_sockets:
+            sockets.start(loop)
         markers = asyncio.create_task(self._loss_markers(), name="loss-markers")
         checkpoints = asyncio.create_task(self._checkpoints(), name="checkpoints")
         log.info("logpipe is running. inputs=%s node=%s", len(self.inputs), self.settings.node_name)
@@ -130,6 +140,8 @@ class Pipeline:
         log.info("Stopping: inputs closed, draining the queue. queued=%d", len(self.queue))
         for inp in self.inputs:
             inp.stop()
+        for sockets in self.container_sockets:
+            sockets.stop()
         markers.cancel()
         checkpoints.cancel()
         self._emit_loss_markers()
@@ -143,6 +155,8 @@ class Pipeline:
             await meta.client.close()
         for inp in self.inputs:
             inp.close()
+        for sockets in self.container_sockets:
+            sockets.close()
 
     async def _drain(self, deadline: float) -> None:
         # Polling: "idle" spans the queue and the requests in flight, and a short

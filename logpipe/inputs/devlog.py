@@ -84,6 +84,8 @@ class DevlogInput:
         self._resume_task: asyncio.Task[None] | None = None
         self._scratch = bytearray(settings.max_message_bytes)
         self.attribution = PidAttribution() if settings.attribute_containers else None
+        # Set for a per-container socket: the fields every event on it carries.
+        self.container: dict[str, Any] | None = None
         self._received = metrics.RECEIVED_EVENTS.labels(input=self.name)
         self._received_bytes = metrics.RECEIVED_BYTES.labels(input=self.name)
         self._dropped = metrics.DROPPED_EVENTS.labels(input=self.name, reason=REASON_QUEUE_FULL)
@@ -162,6 +164,7 @@ class DevlogInput:
         parse = self.parser.parse
         stamp = self.stamper.stamp
         attribution = self.attribution
+        container = self.container
         events: list[dict[str, Any]] = []
         sizes: list[int] = []
         received = received_bytes = dropped = truncated = failures = 0
@@ -214,6 +217,9 @@ class DevlogInput:
                     found = attribution.lookup(pid, received_ns)
                     if found is not None:
                         event[CONTAINER_ID], event[CONTAINER_RUNTIME] = found
+            if container is not None:
+                # A per-container socket: every datagram on it is that container's.
+                event.update(container)
             message = event.get("message")
             if message and message.startswith("@cee:") and self.settings.parse_cee:
                 apply_cee(event)

@@ -135,3 +135,42 @@ def test_devlog_line_from_a_container_carries_its_id_and_name(
     assert src["container.image.name"] == IMAGE
     assert src["container.runtime"] == "podman"
     assert src["process.name"] == "webapp"
+
+
+def test_per_container_socket_is_that_containers_and_goes_with_it(
+    logpipe_factory, es: ES, podman: Podman, tmp_path
+) -> None:
+    sockets_dir = tmp_path / "containers"
+    lp = logpipe_factory(
+        **{
+            "inputs.devlog": {
+                "docker_socket": podman.socket_path,
+                "per_container_sockets": True,
+                "per_container_dir": str(sockets_dir),
+            }
+        }
+    )
+    name = "own-socket"
+    (sockets_dir / name).mkdir(parents=True)  # the directory the container mounts
+    cid = podman.run(
+        "--name",
+        name,
+        "-v",
+        f"{sockets_dir / name}:/run/logpipe",
+        IMAGE,
+        "sh",
+        "-c",
+        # point /dev/log at the container's own socket, as an image would
+        "ln -sf /run/logpipe/log /dev/log; sleep 1; "
+        "(echo 'via my own socket'; echo 'second line'; sleep 2) | logger -t ownapp; sleep 30",
+    )
+    query = {"term": {"container.name": name}}
+    wait_for_count(es, lp.data_stream, 2, 20, query)
+    for hit in es.search(lp.data_stream, query):
+        src = hit["_source"]
+        assert src["container.id"] == cid
+        assert src["container.image.name"] == IMAGE
+        assert src["process.name"] == "ownapp"
+    assert (sockets_dir / name / "log").is_socket()
+    podman.cli("rm", "-f", name)
+    wait_for(lambda: not (sockets_dir / name / "log").exists(), 15, "the socket to be removed")
