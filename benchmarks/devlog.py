@@ -14,53 +14,16 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import ROOT, Rig, cpu_seconds, peak_rss_mib, wait_for
+
 RESULTS = ROOT / "benchmarks" / "results" / "devlog.jsonl"
 PAYLOAD_BYTES = 120
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def sink_count(url: str) -> int:
-    with urllib.request.urlopen(f"{url}/_count", timeout=5) as resp:
-        return json.load(resp)["count"]
-
-
-def wait_for(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit("benchmark: timed out")
 
 
 SENDER = r"""
@@ -78,25 +41,16 @@ for n in range(count):
 
 def run_once(messages: int, senders: int, event_loop: str) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="logpipe-bench-"))
-    port, admin = free_port(), free_port()
-    sink_url = f"http://127.0.0.1:{port}"
     sock_path = str(work / "dev-log")
-    config = work / "bench.toml"
-    config.write_text(
-        f'[service]\ndata_dir = "{work}/data"\nevent_loop = "{event_loop}"\n'
-        f'[admin]\nlisten = "127.0.0.1:{admin}"\n'
-        f'[inputs.devlog]\ntype = "devlog"\npath = "{sock_path}"\n'
-        f'[queue]\nwhen_full = "block"\n'
-        f'[elasticsearch]\nhosts = ["{sink_url}"]\nflush_interval = "100ms"\n'
-    )
-    sink = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bulk_sink.py"), str(port)])
-    lp = subprocess.Popen(
-        [sys.executable, "-m", "logpipe", "run", "-c", str(config), "--log-level", "warning"]
+    rig = Rig(
+        work,
+        f'[inputs.devlog]\ntype = "devlog"\npath = "{sock_path}"\n',
+        f'event_loop = "{event_loop}"',
     )
     try:
-        wait_for(lambda: sink_count(sink_url) >= 0 and os.path.exists(sock_path), 20)
+        wait_for(lambda: os.path.exists(sock_path), 20)
         time.sleep(0.5)
-        cpu0 = cpu_seconds(lp.pid)
+        cpu0 = cpu_seconds(rig.lp.pid)
         t0 = time.perf_counter()
         per = messages // senders
         procs = [
@@ -107,22 +61,19 @@ def run_once(messages: int, senders: int, event_loop: str) -> dict[str, float]:
         ]
         for p in procs:
             p.wait()
-        wait_for(lambda: sink_count(sink_url) >= per * senders, 300)
+        wait_for(lambda: rig.delivered() >= per * senders, 300)
         elapsed = time.perf_counter() - t0
-        cpu = cpu_seconds(lp.pid) - cpu0
-        delivered = sink_count(sink_url)
+        cpu = cpu_seconds(rig.lp.pid) - cpu0
+        delivered = rig.delivered()
         return {
             "messages": delivered,
             "seconds": round(elapsed, 3),
             "messages_per_second": round(delivered / elapsed),
             "cpu_us_per_message": round(cpu / delivered * 1e6, 2),
-            "peak_rss_mib": round(peak_rss_mib(lp.pid), 1),
+            "peak_rss_mib": round(peak_rss_mib(rig.lp.pid), 1),
         }
     finally:
-        lp.terminate()
-        lp.wait(30)
-        sink.terminate()
-        sink.wait(10)
+        rig.close()
 
 
 def main() -> None:

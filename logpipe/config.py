@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from logpipe.errors import ConfigError
+from logpipe.parsers.multiline import MODES as MULTILINE_MODES
 
 DEFAULT_CONFIG = Path(__file__).parent / "data" / "logpipe.toml"
 
@@ -123,6 +124,22 @@ class DockerSettings:
     partial_flush_timeout: float = _setting(
         5.0, "duration", "A partial line whose end never comes is shipped after this long."
     )
+    multiline: str = _setting(
+        "",
+        "multiline",
+        "java | python | indented: join continuation lines (label: logpipe.multiline).",
+    )
+    multiline_start_pattern: str = _setting(
+        "", "regex", "Instead of a mode: a line matching this regex starts a new event."
+    )
+    multiline_timeout: float = _setting(
+        2.0, "duration", "A joined event is shipped once no line has come for this long."
+    )
+    json_lines: bool = _setting(
+        False, "bool", "Merge JSON-object lines into the event (label: logpipe.json=true)."
+    )
+    json_prefix: str = _setting("logpipe.json", "str", "Where a JSON line's other keys go.")
+    keep_original: bool = _setting(False, "bool", "Keep a JSON line's text in event.original.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +408,22 @@ def _to_strs(value: Any, meta: dict[str, Any]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _to_multiline(value: Any, meta: dict[str, Any]) -> str:
+    _want(value, str, "a string")
+    if value and value not in MULTILINE_MODES:
+        raise ValueError(f"must be one of {', '.join(MULTILINE_MODES)} or empty, got {value!r}")
+    return value
+
+
+def _to_regex(value: Any, meta: dict[str, Any]) -> str:
+    _want(value, str, "a regular expression")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"bad regular expression {value!r}: {exc}") from None
+    return value
+
+
 def _to_timezone(value: Any, meta: dict[str, Any]) -> str:
     _want(value, str, "a zone name such as UTC or Europe/Berlin")
     if value:
@@ -429,4 +462,6 @@ _CONVERTERS = {
     "timezone": _to_timezone,
     "stream": _to_stream,
     "strs": _to_strs,
+    "multiline": _to_multiline,
+    "regex": _to_regex,
 }

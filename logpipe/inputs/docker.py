@@ -32,6 +32,8 @@ from logpipe.enrich.containers import CONTAINER_ID, ContainerMetadata
 from logpipe.enrich.docker_client import DockerAPIError
 from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
 from logpipe.parsers.docker import FrameError, LogLine, MultiplexedDecoder, RawStreamDecoder
+from logpipe.parsers.jsonline import merge_json_line
+from logpipe.parsers.multiline import MultilineJoiner
 from logpipe.parsers.partial import PartialReassembler
 from logpipe.queue import EventQueue
 from logpipe.timefmt import NS_PER_SECOND, iso_ns
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 STREAM = "logpipe.stream"
 TAG_TRUNCATED = "_message_truncated"
 RECONNECT_SECONDS = 2.0
+# Container labels that override the input's settings for that container.
+LABEL_MULTILINE = "logpipe.multiline"  # java | python | indented
+LABEL_JSON = "logpipe.json"  # true: merge JSON-object lines into the event
+_TRUE = ("true", "1", "yes")
 
 
 class DockerInput:
@@ -64,6 +70,7 @@ class DockerInput:
         self.read_positions: dict[str, int] = self._load_checkpoints()
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._ordinals: dict[str, tuple[int, int]] = {}  # id -> (last time_ns, ordinal)
+        self._follows: dict[str, _Follow] = {}
         self._watch: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
         self._stopping = False
@@ -203,7 +210,7 @@ class DockerInput:
     def selected(self, name: str, labels: dict[str, str]) -> bool:
         s = self.settings
         name = name.lstrip("/")
-        if labels.get(s.opt_out_label, "").lower() in ("true", "1", "yes"):
+        if labels.get(s.opt_out_label, "").lower() in _TRUE:
             return False
         if s.include_names and not any(fnmatch.fnmatchcase(name, p) for p in s.include_names):
             return False
@@ -243,17 +250,18 @@ class DockerInput:
             inspect = await self.client.get_json(f"/containers/{cid}/json")
         except DockerAPIError:
             inspect = None
-        fields = self.metadata.remember(cid, inspect) if inspect else {CONTAINER_ID: cid}
-        tty = bool(inspect and (inspect.get("Config") or {}).get("Tty"))
+        follow = self._follow_state(cid, inspect)
+        self._follows[cid] = follow
+        config = (inspect or {}).get("Config") or {}
         decoder: MultiplexedDecoder | RawStreamDecoder = (
             RawStreamDecoder(True, self.settings.max_line_bytes)
-            if tty
+            if config.get("Tty")
             else MultiplexedDecoder(True, max(self.settings.max_line_bytes, 1 << 20))
         )
         try:
             chunk = await first
             while True:
-                await self._emit(cid, fields, decoder.feed(chunk))
+                await self._emit(follow, decoder.feed(chunk))
                 chunk = await anext(stream)
         except StopAsyncIteration:
             pass
@@ -262,54 +270,106 @@ class DockerInput:
         except DockerAPIError as exc:
             log.debug("Log stream ended. id=%s error=%s", cid[:12], exc)
         if isinstance(decoder, RawStreamDecoder):
-            await self._emit(cid, fields, decoder.flush())
-        await self._emit_pending(cid, fields)
+            await self._emit(follow, decoder.flush())
+        await self._emit_pending(follow)
+        self._follows.pop(cid, None)
 
-    async def _emit(self, cid: str, fields: dict[str, Any], lines: list[LogLine]) -> None:
+    def _follow_state(self, cid: str, inspect: dict[str, Any] | None) -> _Follow:
+        """Per-container options: the input's, overridden by the container's labels."""
+        s = self.settings
+        fields = self.metadata.remember(cid, inspect) if inspect else {CONTAINER_ID: cid}
+        labels = ((inspect or {}).get("Config") or {}).get("Labels") or {}
+        mode = labels.get(LABEL_MULTILINE, s.multiline)
+        pattern = "" if LABEL_MULTILINE in labels else s.multiline_start_pattern
+        joiner = None
+        if mode or pattern:
+            try:
+                joiner = MultilineJoiner(
+                    mode=mode if not pattern else "",
+                    start_pattern=pattern,
+                    timeout_ns=int(s.multiline_timeout * NS_PER_SECOND),
+                )
+            except ValueError as exc:
+                log.warning(
+                    "Ignoring the container's multiline label. id=%s error=%s", cid[:12], exc
+                )
+        json_lines = labels.get(LABEL_JSON, "true" if s.json_lines else "").lower() in _TRUE
+        return _Follow(cid, fields, joiner, json_lines)
+
+    async def _emit(self, follow: _Follow, lines: list[LogLine]) -> None:
         if not lines:
             return
         events: list[dict[str, Any]] = []
-        sizes: list[int] = []
         nbytes = truncated = 0
         reassemble = self._reassembler.feed
         now_ns = time.time_ns()
+        cid = follow.cid
         for line in lines:
             nbytes += len(line.text)
             done = reassemble((cid, line.stream), line.text, line.partial, line.time_ns, now_ns)
             if done is None:
                 continue
             text, time_ns, cut = done
-            events.append(self._event(cid, fields, line.stream, text, time_ns, cut))
-            sizes.append(len(text) + EVENT_OVERHEAD_BYTES)
+            self._line_events(follow, line.stream, text, time_ns, cut, now_ns, events)
             truncated += cut
         self._received_bytes.inc(nbytes)
-        await self._put(events, sizes)
+        await self._put(events)
         if truncated:
             self._truncated.inc(truncated)
 
-    async def _flush_expired(self) -> None:
-        """A split line whose last piece never comes is shipped after the timeout."""
-        while True:
-            await asyncio.sleep(1.0)
-            for (cid, stream), text, time_ns, cut in self._reassembler.expired(time.time_ns()):
-                fields = self.metadata.cached(cid) or {CONTAINER_ID: cid}
-                event = self._event(cid, fields, stream, text, time_ns, cut)
-                await self._put([event], [len(text) + EVENT_OVERHEAD_BYTES])
+    def _line_events(
+        self,
+        follow: _Follow,
+        stream: str,
+        text: bytes,
+        time_ns: int,
+        cut: bool,
+        now_ns: int,
+        out: list[dict[str, Any]],
+    ) -> None:
+        """One whole line -> zero or more events (multiline may hold it, or complete one)."""
+        message = text.decode("utf-8", "replace")
+        if follow.joiner is None:
+            out.append(self._event(follow, stream, message, time_ns, cut))
+            return
+        for joined, first_ns, _split in follow.joiner.feed(stream, message, time_ns, now_ns):
+            out.append(self._event(follow, stream, joined, first_ns, cut))
 
-    async def _emit_pending(self, cid: str, fields: dict[str, Any]) -> None:
+    async def _flush_expired(self) -> None:
+        """Split lines whose end never comes, and multiline events whose burst is over."""
+        while True:
+            await asyncio.sleep(0.5)
+            now_ns = time.time_ns()
+            events: list[dict[str, Any]] = []
+            for (cid, stream), text, time_ns, cut in self._reassembler.expired(now_ns):
+                follow = self._follows.get(cid)
+                if follow is not None:
+                    self._line_events(follow, stream, text, time_ns, cut, now_ns, events)
+            for follow in list(self._follows.values()):
+                if follow.joiner is not None:
+                    for stream, text, time_ns, _split in follow.joiner.expired(now_ns):
+                        events.append(self._event(follow, str(stream), text, time_ns, False))
+            await self._put(events)
+
+    async def _emit_pending(self, follow: _Follow) -> None:
         """At EOF, a partial line that never got its end is still a line."""
-        events, sizes = [], []
+        events: list[dict[str, Any]] = []
+        now_ns = time.time_ns()
         for stream in ("stdout", "stderr", "tty"):
-            done = self._reassembler.flush((cid, stream))
+            done = self._reassembler.flush((follow.cid, stream))
             if done is not None:
                 text, time_ns, cut = done
-                events.append(self._event(cid, fields, stream, text, time_ns, cut))
-                sizes.append(len(text) + EVENT_OVERHEAD_BYTES)
-        await self._put(events, sizes)
+                self._line_events(follow, stream, text, time_ns, cut, now_ns, events)
+            if follow.joiner is not None:
+                joined = follow.joiner.flush(stream)
+                if joined is not None:
+                    events.append(self._event(follow, stream, joined[0], joined[1], False))
+        await self._put(events)
 
     def _event(
-        self, cid: str, fields: dict[str, Any], stream: str, text: bytes, time_ns: int, cut: bool
+        self, follow: _Follow, stream: str, message: str, time_ns: int, cut: bool
     ) -> dict[str, Any]:
+        cid = follow.cid
         received_ns = time.time_ns()
         stamp_ns = time_ns or received_ns
         last, ordinal = self._ordinals.get(cid, (0, -1))
@@ -317,22 +377,39 @@ class DockerInput:
         self._ordinals[cid] = (stamp_ns, ordinal)
         event: dict[str, Any] = {
             "@timestamp": iso_ns(stamp_ns),
-            "message": text.decode("utf-8", "replace"),
+            "message": message,
             STREAM: stream,
-            **fields,
+            **follow.fields,
         }
         if cut:
             event[TAGS] = [TAG_TRUNCATED]
+        if follow.json_lines:
+            merge_json_line(event, message, self.settings.json_prefix, self.settings.keep_original)
         if time_ns:
             self.read_positions[cid] = max(self.read_positions.get(cid, 0), time_ns)
         return self.stamper.stamp(event, received_ns, event_id=f"{cid}-{stamp_ns:x}-{ordinal}")
 
-    async def _put(self, events: list[dict[str, Any]], sizes: list[int]) -> None:
+    async def _put(self, events: list[dict[str, Any]]) -> None:
         """Queue events, waiting for room: this input pushes back, it never drops."""
         if not events:
             return
         self._received.inc(len(events))
+        sizes = [len(e["message"]) + EVENT_OVERHEAD_BYTES for e in events]
         await self.queue.put_blocking(events, sizes)
+
+
+class _Follow:
+    """What one followed container's lines need: its fields and its per-label options."""
+
+    __slots__ = ("cid", "fields", "joiner", "json_lines")
+
+    def __init__(
+        self, cid: str, fields: dict[str, Any], joiner: MultilineJoiner | None, json_lines: bool
+    ) -> None:
+        self.cid = cid
+        self.fields = fields
+        self.joiner = joiner
+        self.json_lines = json_lines
 
 
 def _label_matches(labels: dict[str, str], selector: str) -> bool:

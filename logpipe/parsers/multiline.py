@@ -24,8 +24,14 @@ __all__ = ["MODES", "MultilineJoiner"]
 MODES = ("java", "python", "indented")
 
 # java: indented frames ("\tat ...", "\t... 12 more", "    ... 5 common frames omitted"),
-# and the chain headers, which Throwable.printStackTrace writes unindented at the top level.
-_JAVA_CONTINUATION = re.compile(r"\s|Caused by:|Suppressed:|\.\.\. \d+ more")
+# the chain headers, which Throwable.printStackTrace writes unindented at the top level,
+# and the exception's own header ("java.lang.IllegalStateException: msg"), which logback
+# and log4j write on the line after the message that logged it. The header must be a
+# package-qualified class name, so "Exception in thread ..." still starts an event.
+_JAVA_CONTINUATION = re.compile(
+    r"\s|Caused by:|Suppressed:|\.\.\. \d+ more"
+    r"|(?:[A-Za-z_$][\w$]*\.)+[A-Za-z_$][\w$]*(?:Exception|Error|Throwable)(?::|$)"
+)
 # python: the line that opens a traceback; 3.11 exception groups open with "  + Exception
 # Group Traceback" (indented, so it also continues a chained traceback).
 _PY_HEADER = re.compile(

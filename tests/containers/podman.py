@@ -108,8 +108,11 @@ class Podman:
             raise AssertionError(f"{' '.join(cmd)} failed: {out.stderr}")
         return out
 
-    def run(self, *args: str, detach: bool = True) -> str:
-        """``docker run`` a test container; returns its id (detached) or its output."""
-        flags = ["-d"] if detach else []
-        out = self.cli("run", *flags, "--label", TEST_LABEL, *args)
+    def run(self, *args: str, detach: bool = True, stdin: bytes | None = None) -> str:
+        """``docker run`` a test container; returns its id (detached) or its output.
+
+        ``stdin``: bytes fed to the container's standard input (runs attached).
+        """
+        flags = ["-i"] if stdin is not None else ["-d"] if detach else []
+        out = self.cli("run", *flags, "--label", TEST_LABEL, *args, input=stdin)
         return out.stdout.strip()

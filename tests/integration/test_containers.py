@@ -174,3 +174,59 @@ def test_per_container_socket_is_that_containers_and_goes_with_it(
     assert (sockets_dir / name / "log").is_socket()
     podman.cli("rm", "-f", name)
     wait_for(lambda: not (sockets_dir / name / "log").exists(), 15, "the socket to be removed")
+
+
+JAVA_TRACE = "\n".join(
+    [
+        "2026-11-29 10:00:00.123 ERROR [main] c.e.billing.Invoicer - invoice 42 failed",
+        "java.lang.IllegalStateException: ledger closed for period 2026-11",
+        *[f"\tat com.example.billing.Ledger.post{n}(Ledger.java:{100 + n})" for n in range(14)],
+        "Caused by: java.sql.SQLTransientConnectionException: pool exhausted after 30000ms",
+        *[
+            f"\tat com.zaxxer.hikari.pool.HikariPool.get{n}(HikariPool.java:{200 + n})"
+            for n in range(12)
+        ],
+        "\t... 12 more",
+    ]
+)
+
+
+def test_java_stack_trace_is_one_event_when_the_container_asks(
+    logpipe_factory, es: ES, podman: Podman
+) -> None:
+    assert len(JAVA_TRACE.splitlines()) == 30
+    lp = logpipe_factory(**{"inputs.docker": docker_input(podman, multiline_timeout="500ms")})
+    text = f"{JAVA_TRACE}\n2026-11-29 10:00:01.000 INFO [main] c.e.billing.Invoicer - next\n"
+    podman.run(
+        "--name", "java-app", "--label", "logpipe.multiline=java", IMAGE, "cat", stdin=text.encode()
+    )
+    query = {"term": {"container.name": "java-app"}}
+    wait_for_count(es, lp.data_stream, 2, 30, query)
+    time.sleep(1)
+    hits = es.search(lp.data_stream, query, sort=[{"@timestamp": "asc"}, {"event.sequence": "asc"}])
+    assert [h["_source"]["message"] for h in hits] == [
+        JAVA_TRACE,
+        "2026-11-29 10:00:01.000 INFO [main] c.e.billing.Invoicer - next",
+    ]
+
+
+def test_json_lines_merge_when_the_container_asks(logpipe_factory, es: ES, podman: Podman):
+    lp = logpipe_factory(**{"inputs.docker": docker_input(podman)})
+    line = '{"level":"WARN","msg":"disk almost full","logger":"fs","free_mb":812,"mount":"/data"}'
+    podman.run(
+        "--name",
+        "json-app",
+        "--label",
+        "logpipe.json=true",
+        IMAGE,
+        "cat",
+        stdin=f"{line}\nplain text line\n".encode(),
+    )
+    query = {"term": {"container.name": "json-app"}}
+    wait_for_count(es, lp.data_stream, 2, 30, query)
+    docs = {h["_source"]["message"]: h["_source"] for h in es.search(lp.data_stream, query)}
+    merged = docs["disk almost full"]
+    assert merged["log.level"] == "warn"
+    assert merged["log.logger"] == "fs"
+    assert merged["logpipe.json"] == {"free_mb": 812, "mount": "/data"}
+    assert "log.level" not in docs["plain text line"]

@@ -1,0 +1,83 @@
+"""What every benchmark scenario shares: the counting sink, a logpipe process, /proc figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def sink_count(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/_count", timeout=5) as resp:
+        return json.load(resp)["count"]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("benchmark: timed out")
+
+
+class Rig:
+    """A counting sink and a logpipe process configured by ``inputs_toml``."""
+
+    def __init__(self, work: Path, inputs_toml: str, service_toml: str = "") -> None:
+        self.port, admin = free_port(), free_port()
+        self.sink_url = f"http://127.0.0.1:{self.port}"
+        config = work / "bench.toml"
+        config.write_text(
+            f'[service]\ndata_dir = "{work}/data"\n{service_toml}\n'
+            f'[admin]\nlisten = "127.0.0.1:{admin}"\n'
+            f"{inputs_toml}\n"
+            f'[queue]\nwhen_full = "block"\n'
+            f'[elasticsearch]\nhosts = ["{self.sink_url}"]\nflush_interval = "100ms"\n'
+        )
+        self.sink = subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / "bulk_sink.py"), str(self.port)]
+        )
+        wait_for(lambda: sink_count(self.sink_url) >= 0, 20)
+        self.lp = subprocess.Popen(
+            [sys.executable, "-m", "logpipe", "run", "-c", str(config), "--log-level", "warning"]
+        )
+
+    def delivered(self) -> int:
+        return sink_count(self.sink_url)
+
+    def close(self) -> None:
+        self.lp.terminate()
+        self.lp.wait(30)
+        self.sink.terminate()
+        self.sink.wait(10)
