@@ -124,6 +124,9 @@ class DockerSettings:
     partial_flush_timeout: float = _setting(
         5.0, "duration", "A partial line whose end never comes is shipped after this long."
     )
+    attach_on_create: bool = _setting(
+        False, "bool", "api mode: also attach at create, for --rm containers gone before read."
+    )
     multiline: str = _setting(
         "",
         "multiline",

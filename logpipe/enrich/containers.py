@@ -79,6 +79,18 @@ def metadata_fields(inspect: dict[str, Any], runtime: str = "") -> dict[str, Any
         fields[CONTAINER_LABELS] = dict(labels)
     if runtime:
         fields[CONTAINER_RUNTIME] = runtime
+    pod = labels.get("io.kubernetes.pod.name")
+    if pod:
+        # Set by the kubelet on every container it runs (dockershim, cri-dockerd).
+        fields["orchestrator.type"] = "kubernetes"
+        fields["orchestrator.resource.type"] = "pod"
+        fields["orchestrator.resource.name"] = pod
+        namespace = labels.get("io.kubernetes.pod.namespace")
+        if namespace:
+            fields["orchestrator.namespace"] = namespace
+        k8s_container = labels.get("io.kubernetes.container.name")
+        if k8s_container:
+            fields[CONTAINER_NAME] = k8s_container
     return fields
 
 

@@ -56,11 +56,11 @@ class DockerClient:
             raise DockerAPIError(0, f"{self.socket_path}: {type(exc).__name__}: {exc}") from exc
 
     async def stream(
-        self, path: str, params: dict[str, str] | None = None, chunk_bytes: int = 256 * 1024
+        self, path: str, params: dict[str, str] | None = None, method: str = "GET"
     ) -> AsyncIterator[bytes]:
-        """Yield body chunks of a long-lived GET until the server ends it."""
+        """Yield body chunks of a long-lived request until the server ends it."""
         try:
-            async with self._ensure().get(f"{_BASE}{path}", params=params) as resp:
+            async with self._ensure().request(method, f"{_BASE}{path}", params=params) as resp:
                 if resp.status != 200:
                     body = await resp.read()
                     raise DockerAPIError(resp.status, body.decode("utf-8", "replace")[:300])

@@ -19,6 +19,7 @@ When the queue is full this input waits (Docker keeps the logs); it never drops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import json
 import logging
@@ -47,6 +48,8 @@ RECONNECT_SECONDS = 2.0
 LABEL_MULTILINE = "logpipe.multiline"  # java | python | indented
 LABEL_JSON = "logpipe.json"  # true: merge JSON-object lines into the event
 _TRUE = ("true", "1", "yes")
+GUARD_MAX_BYTES = 8 * 1024 * 1024  # per container: only short-lived ones need the guard
+GUARD_WAIT_SECONDS = 2.0
 
 
 class DockerInput:
@@ -71,6 +74,7 @@ class DockerInput:
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._ordinals: dict[str, tuple[int, int]] = {}  # id -> (last time_ns, ordinal)
         self._follows: dict[str, _Follow] = {}
+        self._guards: dict[str, _Guard] = {}
         self._watch: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
         self._stopping = False
@@ -103,6 +107,9 @@ class DockerInput:
                 task.cancel()
         for task in self._followers.values():
             task.cancel()
+        for guard in self._guards.values():
+            if guard.task is not None:
+                guard.task.cancel()
 
     def close(self) -> None:
         self.stop()
@@ -198,11 +205,23 @@ class DockerInput:
         attributes = actor.get("Attributes") or {}
         if not cid:
             return
-        if action == "start":
+        if action == "create" and self.settings.attach_on_create:
+            labels = {k: v for k, v in attributes.items() if k not in ("image", "name")}
+            if self.selected(attributes.get("name", ""), labels) and cid not in self._guards:
+                guard = _Guard()
+                guard.task = asyncio.get_running_loop().create_task(
+                    self._guard_output(cid, guard), name=f"docker-guard-{cid[:12]}"
+                )
+                self._guards[cid] = guard
+        elif action == "start":
             labels = {k: v for k, v in attributes.items() if k not in ("image", "name")}
             self._follow(cid, attributes.get("name", ""), labels)
         elif action == "destroy" or action == "remove":
             self.metadata.forget(cid)
+            guard = self._guards.get(cid)
+            if guard is not None and guard.task is not None and cid not in self._followers:
+                guard.task.cancel()  # created, never started: nothing will read it
+                del self._guards[cid]
             task = self._followers.get(cid)
             if task is None or task.done():
                 self.read_positions.pop(cid, None)
@@ -234,50 +253,154 @@ class DockerInput:
     # -- following -----------------------------------------------------------------
 
     async def _follow_logs(self, cid: str) -> None:
+        """Read a container's logs to their end, and again if the stream ended early.
+
+        A follow stream can end before the last lines are in it (seen with podman when a
+        container exits while being read). So when it ends, the container is asked how it
+        is: gone, nothing more to read; exited, one more read without ``follow``; still
+        running, follow again. A re-read starts where the first read started and skips,
+        per stream, as many lines as were emitted.
+        """
         position = self.read_positions.get(cid, 0)
         since = max(0, position // NS_PER_SECOND - 1) if position else 0
-        params = {
-            "follow": "1",
-            "stdout": "1",
-            "stderr": "1",
-            "timestamps": "1",
-            "since": str(since),
-        }
-        # Open the stream first (the container may be about to vanish), inspect after.
-        stream = self.client.stream(f"/containers/{cid}/logs", params=params)
-        first = asyncio.ensure_future(anext(stream))
+        follow_flag = "1"
+        gone = False
+        follow: _Follow | None = None
+        decoder: MultiplexedDecoder | RawStreamDecoder | None = None
+        while True:
+            params = {
+                "follow": follow_flag,
+                "stdout": "1",
+                "stderr": "1",
+                "timestamps": "1",
+                "since": str(since),
+            }
+            # Open the stream first (the container may be about to vanish), inspect after.
+            stream = self.client.stream(f"/containers/{cid}/logs", params=params)
+            first = asyncio.ensure_future(anext(stream))
+            if follow is None:
+                try:
+                    inspect = await self.client.get_json(f"/containers/{cid}/json")
+                except DockerAPIError:
+                    inspect = None
+                follow = self._follow_state(cid, inspect)
+                follow.tty = bool(((inspect or {}).get("Config") or {}).get("Tty"))
+                self._follows[cid] = follow
+            decoder = (
+                RawStreamDecoder(True, self.settings.max_line_bytes)
+                if follow.tty
+                else MultiplexedDecoder(True, max(self.settings.max_line_bytes, 1 << 20))
+            )
+            try:
+                chunk = await first
+                while True:
+                    await self._emit(follow, decoder.feed(chunk))
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                pass
+            except FrameError as exc:
+                log.warning("Corrupt log stream; reading again. id=%s error=%s", cid[:12], exc)
+            except DockerAPIError as exc:
+                log.debug("Log stream ended. id=%s error=%s", cid[:12], exc)
+            if isinstance(decoder, RawStreamDecoder):
+                await self._emit(follow, decoder.flush())
+            if follow_flag == "0" or self._stopping:
+                break
+            try:
+                state = (await self.client.get_json(f"/containers/{cid}/json")).get("State") or {}
+            except DockerAPIError:
+                gone = True
+                break  # gone: what was read is all there is
+            if not state.get("Running"):
+                follow_flag = "0"  # exited: one last read to the end
+            # Read again from the start of this read, skipping per stream the lines
+            # already emitted (order within a stream is the one thing a re-read keeps
+            # for sure); pieces of a split line start afresh.
+            log.info(
+                "Log stream ended; reading again. id=%s running=%s lines=%s",
+                cid[:12],
+                bool(state.get("Running")),
+                follow.lines,
+            )
+            follow.skip = dict(follow.lines)
+            follow.lines = {}
+            for key_stream in ("stdout", "stderr", "tty"):
+                self._reassembler.flush((cid, key_stream))
+            if state.get("Running"):
+                await asyncio.sleep(RECONNECT_SECONDS)
+        await self._emit_pending(follow)
+        guard = self._guards.pop(cid, None)
+        if guard is not None:
+            if gone and not guard.overflow:
+                await self._emit_from_guard(follow, guard)
+            if guard.task is not None:
+                guard.task.cancel()
+        self._follows.pop(cid, None)
+
+    async def _guard_output(self, cid: str, guard: _Guard) -> None:
+        """From ``create``, attach to the container's output and keep its first lines.
+
+        A short-lived ``--rm`` container can be removed before its logs can be asked
+        for; attaching before it starts is the one way to see its output for sure. The
+        lines are kept only until the follower has read the logs (with their timestamps),
+        and only up to GUARD_MAX_BYTES: this is for containers that live briefly.
+        """
         try:
             inspect = await self.client.get_json(f"/containers/{cid}/json")
-        except DockerAPIError:
-            inspect = None
-        follow = self._follow_state(cid, inspect)
-        self._follows[cid] = follow
-        config = (inspect or {}).get("Config") or {}
-        decoder: MultiplexedDecoder | RawStreamDecoder = (
-            RawStreamDecoder(True, self.settings.max_line_bytes)
-            if config.get("Tty")
-            else MultiplexedDecoder(True, max(self.settings.max_line_bytes, 1 << 20))
-        )
-        try:
-            chunk = await first
-            while True:
-                await self._emit(follow, decoder.feed(chunk))
-                chunk = await anext(stream)
-        except StopAsyncIteration:
-            pass
-        except FrameError as exc:
-            log.warning("Corrupt log stream; re-attaching. id=%s error=%s", cid[:12], exc)
-        except DockerAPIError as exc:
-            log.debug("Log stream ended. id=%s error=%s", cid[:12], exc)
-        if isinstance(decoder, RawStreamDecoder):
-            await self._emit(follow, decoder.flush())
-        await self._emit_pending(follow)
-        self._follows.pop(cid, None)
+            self.metadata.remember(cid, inspect)
+            tty = bool((inspect.get("Config") or {}).get("Tty"))
+            decoder: MultiplexedDecoder | RawStreamDecoder = (
+                RawStreamDecoder(False)
+                if tty
+                else MultiplexedDecoder(False, skip_stray_newlines=True)
+            )
+            joiner = PartialReassembler(self.settings.max_line_bytes)
+            params = {"logs": "1", "stream": "1", "stdout": "1", "stderr": "1"}
+            async for chunk in self.client.stream(
+                f"/containers/{cid}/attach", params=params, method="POST"
+            ):
+                now_ns = time.time_ns()
+                for line in decoder.feed(chunk):
+                    done = joiner.feed(line.stream, line.text, line.partial, now_ns, now_ns)
+                    if done is not None:
+                        guard.add(line.stream, done[0], now_ns)
+                if guard.size > GUARD_MAX_BYTES:
+                    guard.overflow = True
+                    return
+        except (DockerAPIError, FrameError) as exc:
+            log.debug("Attach ended. id=%s error=%s", cid[:12], exc)
+
+    async def _emit_from_guard(self, follow: _Follow, guard: _Guard) -> None:
+        """The container is gone before its logs were all read: ship what attach saw."""
+        if guard.task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(guard.task), GUARD_WAIT_SECONDS)
+        events: list[dict[str, Any]] = []
+        for stream, lines in guard.lines.items():
+            for index, (text, received_ns) in enumerate(lines):
+                if index < follow.lines.get(stream, 0):
+                    continue  # the logs API gave this one already
+                event = self._event(
+                    follow, stream, text.decode("utf-8", "replace"), received_ns, False
+                )
+                event["_id"] = f"{follow.cid}-{stream}-a{index}"
+                events.append(event)
+        if events:
+            log.info(
+                "Container was gone before its logs were read; shipped what attach "
+                "saw. id=%s lines=%d",
+                follow.cid[:12],
+                len(events),
+            )
+        await self._put(events)
 
     def _follow_state(self, cid: str, inspect: dict[str, Any] | None) -> _Follow:
         """Per-container options: the input's, overridden by the container's labels."""
         s = self.settings
-        fields = self.metadata.remember(cid, inspect) if inspect else {CONTAINER_ID: cid}
+        if inspect:
+            fields = self.metadata.remember(cid, inspect)
+        else:
+            fields = self.metadata.cached(cid) or {CONTAINER_ID: cid}
         labels = ((inspect or {}).get("Config") or {}).get("Labels") or {}
         mode = labels.get(LABEL_MULTILINE, s.multiline)
         pattern = "" if LABEL_MULTILINE in labels else s.multiline_start_pattern
@@ -328,6 +451,10 @@ class DockerInput:
         out: list[dict[str, Any]],
     ) -> None:
         """One whole line -> zero or more events (multiline may hold it, or complete one)."""
+        if follow.skip.get(stream):
+            follow.skip[stream] -= 1  # emitted before this re-read
+            return
+        follow.lines[stream] = follow.lines.get(stream, 0) + 1
         message = text.decode("utf-8", "replace")
         if follow.joiner is None:
             out.append(self._event(follow, stream, message, time_ns, cut))
@@ -398,10 +525,34 @@ class DockerInput:
         await self.queue.put_blocking(events, sizes)
 
 
+class _Guard:
+    """Whole lines an attach saw, per stream, with their receipt times."""
+
+    __slots__ = ("lines", "overflow", "size", "task")
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[tuple[bytes, int]]] = {}
+        self.size = 0
+        self.overflow = False
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, stream: str, text: bytes, received_ns: int) -> None:
+        self.lines.setdefault(stream, []).append((text, received_ns))
+        self.size += len(text) + 64
+
+
 class _Follow:
     """What one followed container's lines need: its fields and its per-label options."""
 
-    __slots__ = ("cid", "fields", "joiner", "json_lines")
+    __slots__ = (
+        "cid",
+        "fields",
+        "joiner",
+        "json_lines",
+        "lines",
+        "skip",
+        "tty",
+    )
 
     def __init__(
         self, cid: str, fields: dict[str, Any], joiner: MultilineJoiner | None, json_lines: bool
@@ -410,6 +561,11 @@ class _Follow:
         self.fields = fields
         self.joiner = joiner
         self.json_lines = json_lines
+        self.tty = False
+        # Whole lines emitted per stream since the read began, and, during a re-read,
+        # how many of them are still to be skipped.
+        self.lines: dict[str, int] = {}
+        self.skip: dict[str, int] = {}
 
 
 def _label_matches(labels: dict[str, str], selector: str) -> bool:

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Hashable
 from typing import Any
 
 from logpipe import metrics
@@ -33,6 +34,8 @@ from logpipe.config import DockerSettings
 from logpipe.enrich.containers import CONTAINER_ID, ContainerMetadata, metadata_fields
 from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
 from logpipe.parsers.docker import LogLine, parse_cri_line, parse_json_file_line
+from logpipe.parsers.jsonline import merge_json_line
+from logpipe.parsers.multiline import MultilineJoiner
 from logpipe.parsers.partial import PartialReassembler
 from logpipe.queue import EventQueue
 from logpipe.timefmt import NS_PER_SECOND, iso_ns
@@ -85,6 +88,63 @@ def docker_config_fields(log_path: str) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v}
 
 
+class _FileLineJoiner:
+    """Multiline joining for files, keeping the offset of each event's first line (its id).
+
+    The joiner carries one integer per event, the first line's "time"; here that is the
+    line's offset, and the real timestamps wait beside it, keyed by offset.
+    """
+
+    __slots__ = ("joiner", "stamps")
+
+    def __init__(self, joiner: MultilineJoiner) -> None:
+        self.joiner = joiner
+        self.stamps: dict[Hashable, dict[int, int]] = {}  # key -> {offset: time_ns}
+
+    def feed(
+        self, key: Hashable, offset: int, message: str, time_ns: int, now_ns: int
+    ) -> list[tuple[str, int, int]]:
+        """-> [(joined text, time_ns of its first line, offset of its first line)]."""
+        stamps = self.stamps.setdefault(key, {})
+        stamps[offset] = time_ns
+        done = [
+            (text, stamps.get(first, 0), first)
+            for text, first, _split in self.joiner.feed(key, message, offset, now_ns)
+        ]
+        if done:
+            self._forget_before(key)
+        return done
+
+    def expired(self, now_ns: int) -> list[tuple[Hashable, str, int, int]]:
+        done = [
+            (key, text, self.stamps.get(key, {}).get(first, 0), first)
+            for key, text, first, _split in self.joiner.expired(now_ns)
+        ]
+        for key, *_rest in done:
+            self._forget_before(key)
+        return done
+
+    def pending_offsets(self) -> list[tuple[Any, int]]:
+        """Per key, the first offset of the event still being joined: a checkpoint must
+        not pass it, or a restart would begin mid-event."""
+        pending = []
+        for key in self.stamps:
+            first = self.joiner.pending_since(key)
+            if first is not None:
+                pending.append((key, first))
+        return pending
+
+    def _forget_before(self, key: Hashable) -> None:
+        """Drop the stamps of lines that belong to completed events."""
+        first = self.joiner.pending_since(key)
+        stamps = self.stamps[key]
+        if first is None:
+            stamps.clear()
+            return
+        for offset in [o for o in stamps if o < first]:
+            del stamps[offset]
+
+
 class _Tail:
     """One open log file: where we are, and the bytes of a line not yet complete."""
 
@@ -127,6 +187,17 @@ class DockerFilesInput:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.scanned = False
+        self._lines = (
+            _FileLineJoiner(
+                MultilineJoiner(
+                    mode="" if settings.multiline_start_pattern else settings.multiline,
+                    start_pattern=settings.multiline_start_pattern,
+                    timeout_ns=int(settings.multiline_timeout * NS_PER_SECOND),
+                )
+            )
+            if settings.multiline or settings.multiline_start_pattern
+            else None
+        )
         self._reassembler = PartialReassembler(
             settings.max_line_bytes, int(settings.partial_flush_timeout * NS_PER_SECOND)
         )
@@ -180,7 +251,10 @@ class DockerFilesInput:
         caps the position, so a restart reads the whole line again.
         """
         positions = {f"{t.dev}:{t.ino}": t.offset for t in self._tails.values()}
-        for (dev, ino, _stream), first in self._first_offsets.items():
+        pending = list(self._first_offsets.items())
+        if self._lines is not None:
+            pending += self._lines.pending_offsets()
+        for (dev, ino, _stream), first in pending:
             key = f"{dev}:{ino}"
             if key in positions:
                 positions[key] = min(positions[key], first)
@@ -304,7 +378,8 @@ class DockerFilesInput:
             )
             if parsed is None:
                 failures += 1
-                event = self._event(tail, "", raw, 0, offset, False, now_ns)
+                message = raw.decode("utf-8", "replace")
+                event = self._event(tail, "", message, 0, offset, False, now_ns)
                 event[TAGS] = [TAG_UNPARSED]
                 events.append(event)
                 sizes.append(len(raw) + EVENT_OVERHEAD_BYTES)
@@ -318,9 +393,21 @@ class DockerFilesInput:
                 continue
             text, time_ns, cut = done
             first = self._first_offsets.pop(key, offset)
-            events.append(self._event(tail, parsed.stream, text, time_ns, first, cut, now_ns))
-            sizes.append(len(text) + EVENT_OVERHEAD_BYTES)
+            message = text.decode("utf-8", "replace")
             truncated += cut
+            if self._lines is None:
+                events.append(
+                    self._event(tail, parsed.stream, message, time_ns, first, cut, now_ns)
+                )
+                sizes.append(len(text) + EVENT_OVERHEAD_BYTES)
+                continue
+            for joined, joined_ns, joined_first in self._lines.feed(
+                key, first, message, time_ns, now_ns
+            ):
+                events.append(
+                    self._event(tail, parsed.stream, joined, joined_ns, joined_first, cut, now_ns)
+                )
+                sizes.append(len(joined) + EVENT_OVERHEAD_BYTES)
         await self._put(events, sizes)
         if failures:
             self._parse_failures.inc(failures)
@@ -329,22 +416,33 @@ class DockerFilesInput:
 
     async def _flush_expired(self) -> None:
         now_ns = time.time_ns()
+        tails = {(t.dev, t.ino): t for t in self._tails.values()}
         events, sizes = [], []
-        for key, text, time_ns, cut in self._reassembler.expired(now_ns):
-            dev, ino, stream = key
-            tail = next((t for t in self._tails.values() if (t.dev, t.ino) == (dev, ino)), None)
-            if tail is None:
-                continue
-            first = self._first_offsets.pop(key, 0)
-            events.append(self._event(tail, stream, text, time_ns, first, cut, now_ns))
-            sizes.append(len(text) + EVENT_OVERHEAD_BYTES)
+        expired = [
+            (key, text.decode("utf-8", "replace"), time_ns, self._first_offsets.pop(key, 0), cut)
+            for key, text, time_ns, cut in self._reassembler.expired(now_ns)
+        ]
+        if self._lines is not None:
+            joined = []
+            for key, message, time_ns, first, cut in expired:
+                joined += [
+                    (key, m, t, f, cut)
+                    for m, t, f in self._lines.feed(key, first, message, time_ns, now_ns)
+                ]
+            joined += [(key, m, t, f, False) for key, m, t, f in self._lines.expired(now_ns)]
+            expired = joined
+        for (dev, ino, stream), message, time_ns, first, cut in expired:
+            tail = tails.get((dev, ino))
+            if tail is not None:
+                events.append(self._event(tail, stream, message, time_ns, first, cut, now_ns))
+                sizes.append(len(message) + EVENT_OVERHEAD_BYTES)
         await self._put(events, sizes)
 
     def _event(
         self,
         tail: _Tail,
         stream: str,
-        text: bytes,
+        message: str,
         time_ns: int,
         offset: int,
         cut: bool,
@@ -352,7 +450,7 @@ class DockerFilesInput:
     ) -> dict[str, Any]:
         event: dict[str, Any] = {
             "@timestamp": iso_ns(time_ns or now_ns),
-            "message": text.decode("utf-8", "replace"),
+            "message": message,
             LOG_FILE_PATH: tail.path,
             **tail.fields,
         }
@@ -360,6 +458,10 @@ class DockerFilesInput:
             event[STREAM] = stream
         if cut:
             event[TAGS] = [TAG_TRUNCATED]
+        if self.settings.json_lines:
+            merge_json_line(
+                event, event["message"], self.settings.json_prefix, self.settings.keep_original
+            )
         return self.stamper.stamp(event, now_ns, event_id=f"{tail.dev:x}-{tail.ino:x}-{offset:x}")
 
     async def _put(self, events: list[dict[str, Any]], sizes: list[int]) -> None:

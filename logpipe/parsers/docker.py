@@ -223,10 +223,19 @@ class MultiplexedDecoder:
     error the decoder keeps raising it.
     """
 
-    __slots__ = ("_buf", "_error", "_max_frame_bytes", "_need", "_timestamps")
+    __slots__ = ("_buf", "_error", "_max_frame_bytes", "_need", "_skip_newlines", "_timestamps")
 
-    def __init__(self, timestamps: bool = True, max_frame_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        timestamps: bool = True,
+        max_frame_bytes: int = 1 << 20,
+        skip_stray_newlines: bool = False,
+    ) -> None:
+        """``skip_stray_newlines``: podman's ``attach`` writes a lone "\n" between the
+        replayed logs and the live frames; with this set, a "\n" where a frame header
+        should start is skipped instead of failing the stream."""
         self._timestamps = timestamps
+        self._skip_newlines = skip_stray_newlines
         self._max_frame_bytes = max_frame_bytes
         # Bytes of an incomplete frame; _need is the length that completes the header
         # or the frame, so a large frame arriving in small reads is appended to, not
@@ -261,6 +270,9 @@ class MultiplexedDecoder:
         end = len(data)
         need = _HEADER_SIZE
         while end - pos >= _HEADER_SIZE:
+            if self._skip_newlines and data[pos] == 10:
+                pos += 1
+                continue
             head, size = _HEADER.unpack_from(data, pos)
             stream_id = head >> 24
             if head & _PADDING_MASK or stream_id > _SYSTEMERR:

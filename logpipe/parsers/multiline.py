@@ -204,6 +204,11 @@ class MultilineJoiner:
         entry.restart(text, time_ns, now_ns, False, _BODY)
         return done
 
+    def pending_since(self, key: Hashable) -> int | None:
+        """The ``time_ns`` given with the first line of ``key``'s pending event, if any."""
+        entry = self._pending.get(key)
+        return None if entry is None else entry.time_ns
+
     def expired(self, now_ns: int) -> list[tuple[Hashable, str, int, bool]]:
         """Return and forget the events whose last line came more than ``timeout_ns`` ago."""
         cutoff = now_ns - self._timeout_ns

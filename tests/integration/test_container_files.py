@@ -115,3 +115,57 @@ def test_files_mode_restart_gives_every_line_exactly_once(
         int(h["_source"]["message"].split()[1]) for h in es.search(lp.data_stream, query, size=5000)
     )
     assert messages == list(range(1, 3001))
+
+
+def test_files_mode_joins_a_java_trace_when_the_input_asks(
+    logpipe_factory, es: ES, tmp_path: Path
+) -> None:
+    from tests.integration.test_containers import JAVA_TRACE
+
+    container_dir = tmp_path / "containers" / CID
+    container_dir.mkdir(parents=True)
+    lines = [*JAVA_TRACE.splitlines(), "2026-11-29 10:00:01.000 INFO next"]
+    with open(container_dir / f"{CID}-json.log", "w") as fh:
+        for n, line in enumerate(lines):
+            stamp = f"2026-11-29T10:00:00.{n:09d}Z"
+            fh.write(
+                json.dumps(
+                    {"log": line + "\n", "stream": "stdout", "time": stamp}, separators=(",", ":")
+                )
+                + "\n"
+            )
+    lp = logpipe_factory(
+        **{
+            "inputs.docker": {
+                **files_input([str(tmp_path / "containers" / "*" / "*-json.log")]),
+                "multiline": "java",
+                "multiline_timeout": "300ms",
+            }
+        }
+    )
+    wait_for_count(es, lp.data_stream, 2, 20)
+    time.sleep(1)
+    hits = es.search(lp.data_stream, sort=[{"@timestamp": "asc"}])
+    assert [h["_source"]["message"] for h in hits] == [JAVA_TRACE, lines[-1]]
+    assert hits[0]["_source"]["@timestamp"] == "2026-11-29T10:00:00.000000000Z"
+
+
+def test_five_containers_files_mode_in_order_by_timestamp(
+    logpipe_factory, es: ES, podman: Podman
+) -> None:
+    from tests.integration.test_containers import BY_TIME, NUMBERED, _by_stream
+
+    lp = logpipe_factory(**{"inputs.docker": files_input([PODMAN_LOGS], podman.socket_path)})
+    names = [f"filenumbers-{n}" for n in range(5)]
+    for name in names:
+        podman.run("--name", name, IMAGE, "sh", "-c", NUMBERED.format(n=2000, tail="true"))
+    query = {"prefix": {"container.name": "filenumbers-"}}
+    wait_for_count(es, lp.data_stream, 20_000, 90, query)
+    assert es.count(lp.data_stream, query) == 20_000
+    for name in names:
+        for stream, word in (("stdout", "out"), ("stderr", "err")):
+            # conmon stamps every line in nanoseconds: @timestamp, then event.sequence,
+            # gives the app's order.
+            docs = _by_stream(es, lp.data_stream, name, stream, BY_TIME)
+            assert [d["message"] for d in docs] == [f"{word} {i}" for i in range(1, 2001)]
+            assert docs[0]["container.image.name"] == IMAGE

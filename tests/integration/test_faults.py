@@ -235,9 +235,9 @@ def test_block_policy_pushes_back_instead_of_dropping(logpipe_factory, es: ES):
     sender = threading.Thread(target=_send_paced, args=(lp.socket_path, total, 1e9, "blocked"))
     try:
         sender.start()
-        # The sender must stall: logpipe holds 200 queued + 200 in flight at most, the
-        # kernel a few more; it is not allowed to drop.
-        wait_for(lambda: lp.metric("logpipe_received_events_total") >= 400, 15, "queue to fill")
+        # The sender must stall: logpipe holds 200 queued and two batches in flight at
+        # most, the kernel a few more; it is not allowed to drop.
+        wait_for(lambda: lp.metric("logpipe_queue_events") >= 200, 15, "queue to fill")
         time.sleep(1)
         assert sender.is_alive(), "the sender finished: nothing pushed back"
         assert lp.metric("logpipe_received_events_total") < total

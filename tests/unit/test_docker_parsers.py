@@ -898,3 +898,13 @@ def test_parsers_import_no_asyncio() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_stray_newline_between_attach_frames_is_skipped_when_asked() -> None:
+    frame = b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n"
+    assert [
+        ln.text
+        for ln in MultiplexedDecoder(False, skip_stray_newlines=True).feed(frame + b"\n" + frame)
+    ] == [b"hi", b"hi"]
+    with pytest.raises(FrameError):
+        MultiplexedDecoder(False).feed(b"\n" + frame)
