@@ -81,7 +81,15 @@ class Podman:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        self.cli("rm", "-f", "--all", check=False)  # podman: --all is ok with -f
+        # Only the test's own containers: a developer's machine may run others.
+        ids = subprocess.run(
+            ["podman", "ps", "-aq", "--filter", f"label={TEST_LABEL}"],
+            env=podman_env(),
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if ids:
+            subprocess.run(["podman", "rm", "-f", *ids], env=podman_env(), capture_output=True)
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(30)
