@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from typing import Any
 
 from logpipe import metrics
@@ -79,9 +80,6 @@ class DockerInput:
         self._expiry: asyncio.Task[None] | None = None
         self._stopping = False
         self.connected = False
-        self._reassembler = PartialReassembler(
-            settings.max_line_bytes, int(settings.partial_flush_timeout * NS_PER_SECOND)
-        )
         self._received = metrics.RECEIVED_EVENTS.labels(input=self.name)
         self._received_bytes = metrics.RECEIVED_BYTES.labels(input=self.name)
         self._truncated = metrics.TRUNCATED_EVENTS.labels(input=self.name)
@@ -253,89 +251,113 @@ class DockerInput:
     # -- following -----------------------------------------------------------------
 
     async def _follow_logs(self, cid: str) -> None:
-        """Read a container's logs to their end, and again if the stream ended early.
+        """Read a container's logs by polling ``/logs`` without ``follow``.
 
-        A follow stream can end before the last lines are in it (seen with podman when a
-        container exits while being read). So when it ends, the container is asked how it
-        is: gone, nothing more to read; exited, one more read without ``follow``; still
-        running, follow again. A re-read starts where the first read started and skips,
-        per stream, as many lines as were emitted.
+        A ``follow`` stream was seen (podman 4.3) to drop lines when its reader is not
+        instant, and to end before the last lines of a container that exits. A plain
+        read of the log is complete and in order, so each poll reads from a boundary
+        second and skips, per stream, the lines it already emitted from that boundary
+        on; the boundary moves up as time passes. The read after the container has
+        stopped is the last one.
         """
         position = self.read_positions.get(cid, 0)
-        since = max(0, position // NS_PER_SECOND - 1) if position else 0
-        follow_flag = "1"
-        gone = False
-        follow: _Follow | None = None
-        decoder: MultiplexedDecoder | RawStreamDecoder | None = None
-        while True:
-            params = {
-                "follow": follow_flag,
-                "stdout": "1",
-                "stderr": "1",
-                "timestamps": "1",
-                "since": str(since),
-            }
-            # Open the stream first (the container may be about to vanish), inspect after.
-            stream = self.client.stream(f"/containers/{cid}/logs", params=params)
-            first = asyncio.ensure_future(anext(stream))
-            if follow is None:
-                try:
-                    inspect = await self.client.get_json(f"/containers/{cid}/json")
-                except DockerAPIError:
-                    inspect = None
-                follow = self._follow_state(cid, inspect)
-                follow.tty = bool(((inspect or {}).get("Config") or {}).get("Tty"))
-                self._follows[cid] = follow
-            decoder = (
-                RawStreamDecoder(True, self.settings.max_line_bytes)
-                if follow.tty
-                else MultiplexedDecoder(True, max(self.settings.max_line_bytes, 1 << 20))
-            )
-            try:
-                chunk = await first
-                while True:
-                    await self._emit(follow, decoder.feed(chunk))
-                    chunk = await anext(stream)
-            except StopAsyncIteration:
-                pass
-            except FrameError as exc:
-                log.warning("Corrupt log stream; reading again. id=%s error=%s", cid[:12], exc)
-            except DockerAPIError as exc:
-                log.debug("Log stream ended. id=%s error=%s", cid[:12], exc)
-            if isinstance(decoder, RawStreamDecoder):
-                await self._emit(follow, decoder.flush())
-            if follow_flag == "0" or self._stopping:
+        boundary = max(0, position // NS_PER_SECOND - 1) if position else 0
+        window: dict[str, deque[int]] = {}  # stream -> stamps of lines emitted >= boundary
+        # The metadata first (cached from the `create` event when attach_on_create is
+        # on), then read at once: a short-lived container may be removed any moment.
+        try:
+            inspect = await self.client.get_json(f"/containers/{cid}/json")
+        except DockerAPIError:
+            inspect = None
+        follow = self._follow_state(cid, inspect)
+        follow.tty = bool(((inspect or {}).get("Config") or {}).get("Tty"))
+        self._follows[cid] = follow
+        running = bool(((inspect or {}).get("State") or {}).get("Running"))
+        while not self._stopping:
+            last_ns = await self._read_once(follow, boundary, window, final=not running)
+            if inspect is None or not running:
                 break
+            last_sec = last_ns // NS_PER_SECOND
+            if last_sec - 2 > boundary:
+                boundary = last_sec - 1
+                for stamps in window.values():
+                    while stamps and stamps[0] < boundary * NS_PER_SECOND:
+                        stamps.popleft()
+            await asyncio.sleep(self.settings.poll_interval)
             try:
-                state = (await self.client.get_json(f"/containers/{cid}/json")).get("State") or {}
+                inspect = await self.client.get_json(f"/containers/{cid}/json")
             except DockerAPIError:
-                gone = True
-                break  # gone: what was read is all there is
-            if not state.get("Running"):
-                follow_flag = "0"  # exited: one last read to the end
-            # Read again from the start of this read, skipping per stream the lines
-            # already emitted (order within a stream is the one thing a re-read keeps
-            # for sure); pieces of a split line start afresh.
-            log.info(
-                "Log stream ended; reading again. id=%s running=%s lines=%s",
-                cid[:12],
-                bool(state.get("Running")),
-                follow.lines,
-            )
-            follow.skip = dict(follow.lines)
-            follow.lines = {}
-            for key_stream in ("stdout", "stderr", "tty"):
-                self._reassembler.flush((cid, key_stream))
-            if state.get("Running"):
-                await asyncio.sleep(RECONNECT_SECONDS)
+                inspect = None
+            running = bool(((inspect or {}).get("State") or {}).get("Running"))
         await self._emit_pending(follow)
         guard = self._guards.pop(cid, None)
         if guard is not None:
-            if gone and not guard.overflow:
+            if inspect is None and not guard.overflow:
                 await self._emit_from_guard(follow, guard)
             if guard.task is not None:
                 guard.task.cancel()
         self._follows.pop(cid, None)
+
+    async def _read_once(
+        self, follow: _Follow, since: int, window: dict[str, deque[int]], final: bool
+    ) -> int:
+        """One plain read from ``since``: emit the lines past ``window``; return the last stamp."""
+        cid = follow.cid
+        params = {
+            "follow": "0",
+            "stdout": "1",
+            "stderr": "1",
+            "timestamps": "1",
+            "since": str(since),
+        }
+        decoder: MultiplexedDecoder | RawStreamDecoder = (
+            RawStreamDecoder(True, self.settings.max_line_bytes)
+            if follow.tty
+            else MultiplexedDecoder(True, max(self.settings.max_line_bytes, 1 << 20))
+        )
+        # Pieces of a line still being written are left for the next read: a fresh
+        # joiner per read, and what it still holds at the end is dropped unless final.
+        joiner = PartialReassembler(self.settings.max_line_bytes)
+        seen: dict[str, int] = {}
+        last_ns = since * NS_PER_SECOND
+        events: list[dict[str, Any]] = []
+        now_ns = time.time_ns()
+
+        def take(lines: list[LogLine]) -> None:
+            nonlocal last_ns
+            for line in lines:
+                done = joiner.feed(line.stream, line.text, line.partial, line.time_ns, now_ns)
+                if done is None:
+                    continue
+                text, time_ns, cut = done
+                index = seen.get(line.stream, 0)
+                seen[line.stream] = index + 1
+                last_ns = max(last_ns, time_ns)
+                stamps = window.setdefault(line.stream, deque())
+                if index < len(stamps):
+                    continue  # emitted by an earlier read
+                stamps.append(time_ns)
+                if cut:
+                    self._truncated.inc()
+                self._line_events(follow, line.stream, text, time_ns, cut, now_ns, events)
+
+        try:
+            async for chunk in self.client.stream(f"/containers/{cid}/logs", params=params):
+                self._received_bytes.inc(len(chunk))
+                take(decoder.feed(chunk))
+        except FrameError as exc:
+            log.debug("Log read ended on a bad frame. id=%s error=%s", cid[:12], exc)
+        except DockerAPIError as exc:
+            log.debug("Log read failed. id=%s error=%s", cid[:12], exc)
+        if isinstance(decoder, RawStreamDecoder) and final:
+            take(decoder.flush())
+        if final:
+            for stream in ("stdout", "stderr", "tty"):
+                done = joiner.flush(stream)
+                if done is not None:
+                    take([LogLine(stream, done[1], "", done[0], False)])
+        await self._put(events)
+        return last_ns
 
     async def _guard_output(self, cid: str, guard: _Guard) -> None:
         """From ``create``, attach to the container's output and keep its first lines.
@@ -419,27 +441,6 @@ class DockerInput:
         json_lines = labels.get(LABEL_JSON, "true" if s.json_lines else "").lower() in _TRUE
         return _Follow(cid, fields, joiner, json_lines)
 
-    async def _emit(self, follow: _Follow, lines: list[LogLine]) -> None:
-        if not lines:
-            return
-        events: list[dict[str, Any]] = []
-        nbytes = truncated = 0
-        reassemble = self._reassembler.feed
-        now_ns = time.time_ns()
-        cid = follow.cid
-        for line in lines:
-            nbytes += len(line.text)
-            done = reassemble((cid, line.stream), line.text, line.partial, line.time_ns, now_ns)
-            if done is None:
-                continue
-            text, time_ns, cut = done
-            self._line_events(follow, line.stream, text, time_ns, cut, now_ns, events)
-            truncated += cut
-        self._received_bytes.inc(nbytes)
-        await self._put(events)
-        if truncated:
-            self._truncated.inc(truncated)
-
     def _line_events(
         self,
         follow: _Follow,
@@ -451,9 +452,6 @@ class DockerInput:
         out: list[dict[str, Any]],
     ) -> None:
         """One whole line -> zero or more events (multiline may hold it, or complete one)."""
-        if follow.skip.get(stream):
-            follow.skip[stream] -= 1  # emitted before this re-read
-            return
         follow.lines[stream] = follow.lines.get(stream, 0) + 1
         message = text.decode("utf-8", "replace")
         if follow.joiner is None:
@@ -463,15 +461,11 @@ class DockerInput:
             out.append(self._event(follow, stream, joined, first_ns, cut))
 
     async def _flush_expired(self) -> None:
-        """Split lines whose end never comes, and multiline events whose burst is over."""
+        """Multiline events whose burst is over are shipped without waiting for more."""
         while True:
             await asyncio.sleep(0.5)
             now_ns = time.time_ns()
             events: list[dict[str, Any]] = []
-            for (cid, stream), text, time_ns, cut in self._reassembler.expired(now_ns):
-                follow = self._follows.get(cid)
-                if follow is not None:
-                    self._line_events(follow, stream, text, time_ns, cut, now_ns, events)
             for follow in list(self._follows.values()):
                 if follow.joiner is not None:
                     for stream, text, time_ns, _split in follow.joiner.expired(now_ns):
@@ -479,18 +473,14 @@ class DockerInput:
             await self._put(events)
 
     async def _emit_pending(self, follow: _Follow) -> None:
-        """At EOF, a partial line that never got its end is still a line."""
+        """At the end of a container, a multiline event still being joined is shipped."""
+        if follow.joiner is None:
+            return
         events: list[dict[str, Any]] = []
-        now_ns = time.time_ns()
         for stream in ("stdout", "stderr", "tty"):
-            done = self._reassembler.flush((follow.cid, stream))
-            if done is not None:
-                text, time_ns, cut = done
-                self._line_events(follow, stream, text, time_ns, cut, now_ns, events)
-            if follow.joiner is not None:
-                joined = follow.joiner.flush(stream)
-                if joined is not None:
-                    events.append(self._event(follow, stream, joined[0], joined[1], False))
+            joined = follow.joiner.flush(stream)
+            if joined is not None:
+                events.append(self._event(follow, stream, joined[0], joined[1], False))
         await self._put(events)
 
     def _event(
@@ -550,7 +540,6 @@ class _Follow:
         "joiner",
         "json_lines",
         "lines",
-        "skip",
         "tty",
     )
 
@@ -562,10 +551,8 @@ class _Follow:
         self.joiner = joiner
         self.json_lines = json_lines
         self.tty = False
-        # Whole lines emitted per stream since the read began, and, during a re-read,
-        # how many of them are still to be skipped.
+        # Whole lines emitted per stream (attach_on_create ships only what lies beyond).
         self.lines: dict[str, int] = {}
-        self.skip: dict[str, int] = {}
 
 
 def _label_matches(labels: dict[str, str], selector: str) -> bool:
