@@ -16,6 +16,26 @@ API_VERSION = "v1.41"  # podman 4 and Docker 20.10+ both speak it
 _BASE = f"http://docker/{API_VERSION}"
 
 
+def parse_event(line: bytes) -> tuple[str, str, dict[str, str]] | None:
+    """One line of ``/events`` -> (action, container id, actor attributes), or None.
+
+    Docker and podman both send ``Action`` and ``Actor``; older daemons only
+    ``status`` and ``id``.
+    """
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    actor = event.get("Actor") or {}
+    cid = event.get("id") or actor.get("ID") or ""
+    if not cid:
+        return None
+    action = event.get("Action") or event.get("status") or ""
+    return str(action), str(cid), dict(actor.get("Attributes") or {})
+
+
 class DockerAPIError(Exception):
     """The API answered with an error status, or could not be reached."""
 

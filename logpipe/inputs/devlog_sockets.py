@@ -21,7 +21,7 @@ import re
 
 from logpipe.config import DevlogSettings
 from logpipe.enrich.containers import CONTAINER_ID, ContainerMetadata
-from logpipe.enrich.docker_client import DockerAPIError
+from logpipe.enrich.docker_client import DockerAPIError, parse_event
 from logpipe.inputs.devlog import DevlogInput
 from logpipe.queue import EventQueue, LossTracker
 
@@ -95,17 +95,12 @@ class ContainerSockets:
                 await asyncio.sleep(RECONNECT_SECONDS)
 
     def _on_event(self, line: bytes) -> None:
-        try:
-            event = json.loads(line)
-        except ValueError:
+        parsed = parse_event(line)
+        if parsed is None:
             return
-        action = event.get("Action") or event.get("status") or ""
-        actor = event.get("Actor") or {}
-        cid = event.get("id") or actor.get("ID") or ""
-        if not cid:
-            return
+        action, cid, attributes = parsed
         if action in ("create", "start"):
-            self._add(cid, (actor.get("Attributes") or {}).get("name", ""))
+            self._add(cid, attributes.get("name", ""))
         elif action in ("destroy", "remove"):
             self._remove(cid)
 

@@ -28,10 +28,10 @@ import time
 from collections import deque
 from typing import Any
 
-from logpipe import metrics
+from logpipe import checkpoints, metrics
 from logpipe.config import DockerSettings
 from logpipe.enrich.containers import CONTAINER_ID, ContainerMetadata
-from logpipe.enrich.docker_client import DockerAPIError
+from logpipe.enrich.docker_client import DockerAPIError, parse_event
 from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
 from logpipe.parsers.docker import FrameError, LogLine, MultiplexedDecoder, RawStreamDecoder
 from logpipe.parsers.jsonline import merge_json_line
@@ -71,7 +71,7 @@ class DockerInput:
         self.client = metadata.client
         self.stamper = Stamper(node, settings.name, "docker")
         self.checkpoint_path = os.path.join(data_dir, f"docker-{settings.name}.checkpoints.json")
-        self.read_positions: dict[str, int] = self._load_checkpoints()
+        self.read_positions: dict[str, int] = checkpoints.load(self.checkpoint_path)
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._ordinals: dict[str, tuple[int, int]] = {}  # id -> (last time_ns, ordinal)
         self._follows: dict[str, _Follow] = {}
@@ -114,41 +114,12 @@ class DockerInput:
 
     # -- checkpoints ---------------------------------------------------------------
 
-    def _load_checkpoints(self) -> dict[str, int]:
-        try:
-            with open(self.checkpoint_path, encoding="utf-8") as fh:
-                data = json.load(fh)
-            return {str(k): int(v) for k, v in data.items()}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            log.warning(
-                "Ignoring unreadable checkpoints; containers are read from the start "
-                "(ids prevent duplicates). path=%s error=%s",
-                self.checkpoint_path,
-                exc,
-            )
-            return {}
-
     def positions(self) -> dict[str, int]:
         return dict(self.read_positions)
 
     def save_checkpoints(self) -> None:
         """Persist the read positions; call only when everything read has been delivered."""
-        tmp = f"{self.checkpoint_path}.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(self.read_positions, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.checkpoint_path)
-        except OSError as exc:
-            log.warning(
-                "Failed to save checkpoints; a restart re-reads more (no duplicates). "
-                "path=%s error=%s",
-                self.checkpoint_path,
-                exc,
-            )
+        checkpoints.save(self.checkpoint_path, self.read_positions)
 
     # -- discovery -----------------------------------------------------------------
 
@@ -193,16 +164,10 @@ class DockerInput:
                 await asyncio.sleep(RECONNECT_SECONDS)
 
     def _on_event(self, line: bytes) -> None:
-        try:
-            event = json.loads(line)
-        except ValueError:
+        parsed = parse_event(line)
+        if parsed is None:
             return
-        action = event.get("Action") or event.get("status") or ""
-        actor = event.get("Actor") or {}
-        cid = event.get("id") or actor.get("ID") or ""
-        attributes = actor.get("Attributes") or {}
-        if not cid:
-            return
+        action, cid, attributes = parsed
         if action == "create" and self.settings.attach_on_create:
             labels = {k: v for k, v in attributes.items() if k not in ("image", "name")}
             if self.selected(attributes.get("name", ""), labels) and cid not in self._guards:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
-from logpipe import metrics
+from logpipe import checkpoints, metrics
 from logpipe.config import DockerSettings
 from logpipe.enrich.containers import CONTAINER_ID, ContainerMetadata, metadata_fields
 from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
@@ -180,7 +180,7 @@ class DockerFilesInput:
         self.stamper = Stamper(node, settings.name, "docker")
         self.checkpoint_path = os.path.join(data_dir, f"docker-{settings.name}.files.json")
         # "dev:ino" -> offset of the first byte not yet delivered (when the output is idle)
-        self.read_positions: dict[str, int] = self._load_checkpoints()
+        self.read_positions: dict[str, int] = checkpoints.load(self.checkpoint_path)
         self._tails: dict[str, _Tail] = {}
         # (dev, ino, stream) -> file offset of the first piece of a line being joined
         self._first_offsets: dict[tuple[int, int, str], int] = {}
@@ -229,21 +229,6 @@ class DockerFilesInput:
 
     # -- checkpoints ---------------------------------------------------------------
 
-    def _load_checkpoints(self) -> dict[str, int]:
-        try:
-            with open(self.checkpoint_path, encoding="utf-8") as fh:
-                return {str(k): int(v) for k, v in json.load(fh).items()}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            log.warning(
-                "Ignoring unreadable checkpoints; files are read from the start "
-                "(ids prevent duplicates). path=%s error=%s",
-                self.checkpoint_path,
-                exc,
-            )
-            return {}
-
     def positions(self) -> dict[str, int]:
         """Per file, the offset before which every line has been queued.
 
@@ -261,22 +246,9 @@ class DockerFilesInput:
         return positions
 
     def save_checkpoints(self) -> None:
-        positions = self.positions()
-        self.read_positions = positions
-        tmp = f"{self.checkpoint_path}.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(positions, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.checkpoint_path)
-        except OSError as exc:
-            log.warning(
-                "Failed to save checkpoints; a restart re-reads more (no duplicates). "
-                "path=%s error=%s",
-                self.checkpoint_path,
-                exc,
-            )
+        """Persist the read positions; call only when everything read has been delivered."""
+        self.read_positions = self.positions()
+        checkpoints.save(self.checkpoint_path, self.read_positions)
 
     # -- the loop ------------------------------------------------------------------
 
