@@ -122,7 +122,7 @@ class DockerSettings:
     opt_out_label: str = _setting("logpipe.exclude", "str", "Label a container sets to opt out.")
     max_line_bytes: int = _setting(1024 * 1024, "size", "Longer lines are cut, tagged, counted.")
     partial_flush_timeout: float = _setting(
-        5.0, "duration", "A partial line whose end never comes is shipped after this long."
+        5.0, "duration", "files mode: a split line whose end never comes ships after this."
     )
     attach_on_create: bool = _setting(
         False, "bool", "api mode: also attach at create, for --rm containers gone before read."

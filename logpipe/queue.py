@@ -146,11 +146,6 @@ class EventQueue:
             self._ready.set()
         return batch
 
-    def wake(self) -> None:
-        """Release a waiting ``take`` (used at shutdown)."""
-        self._not_empty.set()
-        self._ready.set()
-
 
 class LossTracker:
     """Drops of one input since the last loss marker: count, reason, time range."""

@@ -35,15 +35,10 @@ _ACTION_TAIL = b'"}}\n'
 
 @dataclass(slots=True)
 class Doc:
-    """One encoded event: its id, its ``_bulk`` lines, and how many attempts it has had."""
+    """One encoded event: its id and its ``_source`` bytes."""
 
     id: str
     source: bytes
-    attempts: int = 0
-
-    @property
-    def size(self) -> int:
-        return len(self.source) + len(self.id) + 24
 
 
 def encode(events: list[dict[str, Any]]) -> list[Doc]:
