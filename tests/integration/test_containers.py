@@ -71,23 +71,6 @@ def test_five_containers_stdout_and_stderr_all_arrive_labelled_and_in_order(
             assert first["event.dataset"] == "logpipe.docker"
 
 
-def test_rm_container_that_exits_at_once_loses_nothing(logpipe_factory, es: ES, podman: Podman):
-    lp = logpipe_factory(**{"inputs.docker": docker_input(podman)})
-    podman.run(
-        "--rm",
-        "--name",
-        "shortlived",
-        IMAGE,
-        "sh",
-        "-c",
-        'i=1; while [ $i -le 500 ]; do echo "bye $i"; i=$((i+1)); done',
-        detach=False,
-    )
-    query = {"term": {"container.name": "shortlived"}}
-    wait_for_count(es, lp.data_stream, 500, 30, query)
-    assert es.count(lp.data_stream, query) == 500
-
-
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_restart_while_containers_write_gives_every_line_exactly_once(
     logpipe_factory, es: ES, podman: Podman, how: signal.Signals
