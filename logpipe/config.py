@@ -125,7 +125,7 @@ class DockerSettings:
         5.0, "duration", "files mode: a split line whose end never comes ships after this."
     )
     attach_on_create: bool = _setting(
-        False, "bool", "api mode: also attach at create, for --rm containers gone before read."
+        True, "bool", "api mode: also attach at create, for --rm containers gone before read."
     )
     multiline: str = _setting(
         "",

@@ -51,6 +51,7 @@ LABEL_JSON = "logpipe.json"  # true: merge JSON-object lines into the event
 _TRUE = ("true", "1", "yes")
 GUARD_MAX_BYTES = 8 * 1024 * 1024  # per container: only short-lived ones need the guard
 GUARD_WAIT_SECONDS = 2.0
+EVENTS_REPLAY_SECONDS = 2.0
 
 
 class DockerInput:
@@ -124,11 +125,15 @@ class DockerInput:
     # -- discovery -----------------------------------------------------------------
 
     async def _watch_events(self) -> None:
+        since = time.time() - EVENTS_REPLAY_SECONDS
         while not self._stopping:
             try:
-                events = self.client.stream(
-                    "/events", params={"filters": json.dumps({"type": ["container"]})}
-                )
+                # `since` replays what happened while the subscription was being set up
+                # (podman tails its events file only after it has answered) or while
+                # the API was away; a replayed event for a container already followed is
+                # ignored.
+                params = {"filters": json.dumps({"type": ["container"]}), "since": f"{since:.0f}"}
+                events = self.client.stream("/events", params=params)
                 # Subscribe first, then list: a container that starts in between is
                 # seen by one or the other (a second follow of it is ignored).
                 first = asyncio.ensure_future(anext(events))
@@ -156,6 +161,7 @@ class DockerInput:
                     for line in lines:
                         if line.strip():
                             self._on_event(line)
+                    since = time.time() - EVENTS_REPLAY_SECONDS
                     chunk = await anext(events)
             except (DockerAPIError, StopAsyncIteration) as exc:
                 if self.connected:
@@ -168,9 +174,14 @@ class DockerInput:
         if parsed is None:
             return
         action, cid, attributes = parsed
+        log.debug("DBG event %s %s", action, cid[:12])
         if action == "create" and self.settings.attach_on_create:
             labels = {k: v for k, v in attributes.items() if k not in ("image", "name")}
-            if self.selected(attributes.get("name", ""), labels) and cid not in self._guards:
+            if (
+                self.selected(attributes.get("name", ""), labels)
+                and cid not in self._guards
+                and cid not in self._followers
+            ):
                 guard = _Guard()
                 guard.task = asyncio.get_running_loop().create_task(
                     self._guard_output(cid, guard), name=f"docker-guard-{cid[:12]}"
@@ -238,8 +249,13 @@ class DockerInput:
         follow.tty = bool(((inspect or {}).get("Config") or {}).get("Tty"))
         self._follows[cid] = follow
         running = bool(((inspect or {}).get("State") or {}).get("Running"))
+        guard = self._guards.get(cid)
+        complete = False
         while not self._stopping:
-            last_ns = await self._read_once(follow, boundary, window, final=not running)
+            last_ns, complete = await self._read_once(follow, boundary, window, not running)
+            log.debug("DBG read %s complete=%s lines=%s running=%s inspect=%s", cid[:12], complete, follow.lines, running, inspect is not None)
+            if guard is not None:
+                guard.trim(follow.lines)
             if inspect is None or not running:
                 break
             last_sec = last_ns // NS_PER_SECOND
@@ -254,19 +270,29 @@ class DockerInput:
             except DockerAPIError:
                 inspect = None
             running = bool(((inspect or {}).get("State") or {}).get("Running"))
-        await self._emit_pending(follow)
-        guard = self._guards.pop(cid, None)
+        self._guards.pop(cid, None)
         if guard is not None:
-            if inspect is None and not guard.overflow:
+            if not complete and not guard.overflow and not self._stopping:
                 await self._emit_from_guard(follow, guard)
             if guard.task is not None:
                 guard.task.cancel()
+        elif not complete and not self._stopping:
+            log.warning(
+                "Container was removed before its logs could be read; its last lines are "
+                "lost (attach_on_create keeps them). id=%s",
+                cid[:12],
+            )
+        await self._emit_pending(follow)
         self._follows.pop(cid, None)
 
     async def _read_once(
         self, follow: _Follow, since: int, window: dict[str, deque[int]], final: bool
-    ) -> int:
-        """One plain read from ``since``: emit the lines past ``window``; return the last stamp."""
+    ) -> tuple[int, bool]:
+        """One plain read from ``since``: emit the lines past ``window``.
+
+        Returns the last stamp read and whether the read ran to its end (a container
+        removed while it is read ends it early, with an error inside the stream).
+        """
         cid = follow.cid
         params = {
             "follow": "0",
@@ -306,10 +332,12 @@ class DockerInput:
                     self._truncated.inc()
                 self._line_events(follow, line.stream, text, time_ns, cut, now_ns, events)
 
+        complete = False
         try:
             async for chunk in self.client.stream(f"/containers/{cid}/logs", params=params):
                 self._received_bytes.inc(len(chunk))
                 take(decoder.feed(chunk))
+            complete = True
         except FrameError as exc:
             log.debug("Log read ended on a bad frame. id=%s error=%s", cid[:12], exc)
         except DockerAPIError as exc:
@@ -322,7 +350,7 @@ class DockerInput:
                 if done is not None:
                     take([LogLine(stream, done[1], "", done[0], False)])
         await self._put(events)
-        return last_ns
+        return last_ns, complete
 
     async def _guard_output(self, cid: str, guard: _Guard) -> None:
         """From ``create``, attach to the container's output and keep its first lines.
@@ -363,21 +391,19 @@ class DockerInput:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(guard.task), GUARD_WAIT_SECONDS)
         events: list[dict[str, Any]] = []
+        guard.trim(follow.lines)
+        now_ns = time.time_ns()
         for stream, lines in guard.lines.items():
-            for index, (text, received_ns) in enumerate(lines):
-                if index < follow.lines.get(stream, 0):
-                    continue  # the logs API gave this one already
-                event = self._event(
-                    follow, stream, text.decode("utf-8", "replace"), received_ns, False
-                )
-                event["_id"] = f"{follow.cid}-{stream}-a{index}"
-                events.append(event)
+            for _index, text, received_ns in lines:
+                self._line_events(follow, stream, text, received_ns, False, now_ns, events)
         if events:
             log.info(
                 "Container was gone before its logs were read; shipped what attach "
-                "saw. id=%s lines=%d",
+                "saw. id=%s lines=%d seen=%s read=%s",
                 follow.cid[:12],
                 len(events),
+                guard.seen,
+                follow.lines,
             )
         await self._put(events)
 
@@ -481,19 +507,33 @@ class DockerInput:
 
 
 class _Guard:
-    """Whole lines an attach saw, per stream, with their receipt times."""
+    """Whole lines an attach saw that the follower has not read yet, per stream."""
 
-    __slots__ = ("lines", "overflow", "size", "task")
+    __slots__ = ("lines", "overflow", "read", "seen", "size", "task")
 
     def __init__(self) -> None:
-        self.lines: dict[str, list[tuple[bytes, int]]] = {}
+        # stream -> (index of the line in its stream, text, receipt time)
+        self.lines: dict[str, deque[tuple[int, bytes, int]]] = {}
+        self.seen: dict[str, int] = {}  # lines the attach saw, per stream
+        self.read: dict[str, int] = {}  # lines the follower emitted, per stream
         self.size = 0
         self.overflow = False
         self.task: asyncio.Task[None] | None = None
 
     def add(self, stream: str, text: bytes, received_ns: int) -> None:
-        self.lines.setdefault(stream, []).append((text, received_ns))
-        self.size += len(text) + 64
+        index = self.seen.get(stream, 0)
+        self.seen[stream] = index + 1
+        if index >= self.read.get(stream, 0):
+            self.lines.setdefault(stream, deque()).append((index, text, received_ns))
+            self.size += len(text) + 64
+
+    def trim(self, read: dict[str, int]) -> None:
+        """The follower has emitted ``read`` lines per stream: forget those."""
+        for stream, count in read.items():
+            self.read[stream] = count
+            lines = self.lines.get(stream)
+            while lines and lines[0][0] < count:
+                self.size -= len(lines.popleft()[1]) + 64
 
 
 class _Follow:

@@ -5,12 +5,13 @@ CRI-format logs (containerd and Kubernetes ``/var/log/pods/...``, podman's k8s-f
 ``.../overlay-containers/<id>/userdata/ctr.log``), detected per line. Files are found by
 glob and watched by polling ``stat`` (one call per file per ``poll_interval``):
 
-- a new file is read from its start (or from the checkpoint that names its inode);
+- a new file is read from its start (or from the checkpoint that names it: its
+  directory, device and inode, see ``file_key``);
 - rotation by rename: the open descriptor is read to its end before the new file at
   the path is opened, so the tail of the old file is not lost;
 - copytruncate: a file that shrank below our offset is read again from 0.
 
-Each event's id is ``<device>-<inode>-<offset of its first byte>``, and the offset of
+Each event's id is ``<file_key>-<offset of its first byte>``, and the offset of
 every file is checkpointed in ``data_dir`` whenever everything read has been delivered,
 so a restart, or any re-read, lands on the same documents. Split lines (json-file
 entries without "\\n", CRI ``P`` pieces) are joined by the shared reassembler. When the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +33,12 @@ from typing import Any
 
 from logpipe import checkpoints, metrics
 from logpipe.config import DockerSettings
-from logpipe.enrich.containers import CONTAINER_ID, ContainerMetadata, metadata_fields
+from logpipe.enrich.containers import (
+    CONTAINER_ID,
+    CONTAINER_NAME,
+    ContainerMetadata,
+    metadata_fields,
+)
 from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
 from logpipe.parsers.docker import LogLine, parse_cri_line, parse_json_file_line
 from logpipe.parsers.jsonline import merge_json_line
@@ -46,6 +53,7 @@ STREAM = "logpipe.stream"
 LOG_FILE_PATH = "log.file.path"
 TAG_TRUNCATED = "_message_truncated"
 TAG_UNPARSED = "_docker_parse_failure"
+FORGET_AFTER_SECONDS = 60.0
 _CONTAINER_ID_RE = re.compile(r"(?:^|/)([0-9a-f]{64})(?:/|$)")
 # /var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log
 _K8S_POD_RE = re.compile(r"/pods/([^/_]+)_([^/_]+)_([^/]+)/([^/]+)/\d+\.log$")
@@ -86,6 +94,19 @@ def docker_config_fields(log_path: str) -> dict[str, Any]:
         "docker",
     )
     return {k: v for k, v in fields.items() if v}
+
+
+def file_key(path: str, st: os.stat_result) -> str:
+    """A log file's identity: ``<directory hash>-<device>-<inode>`` (hex).
+
+    The inode alone is not enough: a removed container's log inode is handed to the
+    next new file at once, and that file would take the old one's checkpoint and event
+    ids (its lines would be 409s, lost). The directory names the container (Docker's
+    and podman's directories are per container, Kubernetes' per pod and container) and
+    stays the same through rotation by rename.
+    """
+    directory = hashlib.blake2b(os.path.dirname(path).encode(), digest_size=6).hexdigest()
+    return f"{directory}-{st.st_dev:x}-{st.st_ino:x}"
 
 
 class _FileLineJoiner:
@@ -148,7 +169,7 @@ class _FileLineJoiner:
 class _Tail:
     """One open log file: where we are, and the bytes of a line not yet complete."""
 
-    __slots__ = ("dev", "fh", "fields", "ino", "offset", "path", "rest")
+    __slots__ = ("dev", "fh", "fields", "ino", "key", "offset", "path", "rest")
 
     def __init__(
         self, path: str, fh: Any, st: os.stat_result, offset: int, fields: dict[str, Any]
@@ -157,6 +178,7 @@ class _Tail:
         self.fh = fh
         self.dev = st.st_dev
         self.ino = st.st_ino
+        self.key = file_key(path, st)
         self.offset = offset  # of the first byte not yet turned into an event
         self.rest = b""
         self.fields = fields
@@ -179,12 +201,13 @@ class DockerFilesInput:
         self.metadata = metadata
         self.stamper = Stamper(node, settings.name, "docker")
         self.checkpoint_path = os.path.join(data_dir, f"docker-{settings.name}.files.json")
-        # "dev:ino" -> offset of the first byte not yet delivered (when the output is idle)
+        # file_key -> offset of the first byte not yet delivered (when the output is idle)
         self.read_positions: dict[str, int] = checkpoints.load(self.checkpoint_path)
         self._tails: dict[str, _Tail] = {}
-        # (dev, ino, stream) -> file offset of the first piece of a line being joined
+        # (file_key, stream) -> file offset of the first piece of a line being joined
         self._first_offsets: dict[tuple[int, int, str], int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._prefetches: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.scanned = False
         self._lines = (
@@ -235,12 +258,11 @@ class DockerFilesInput:
         A line whose pieces are still being joined is not: its first piece's offset
         caps the position, so a restart reads the whole line again.
         """
-        positions = {f"{t.dev}:{t.ino}": t.offset for t in self._tails.values()}
+        positions = {t.key: t.offset for t in self._tails.values()}
         pending = list(self._first_offsets.items())
         if self._lines is not None:
             pending += self._lines.pending_offsets()
-        for (dev, ino, _stream), first in pending:
-            key = f"{dev}:{ino}"
+        for (key, _stream), first in pending:
             if key in positions:
                 positions[key] = min(positions[key], first)
         return positions
@@ -279,13 +301,27 @@ class DockerFilesInput:
         except OSError as exc:
             log.debug("Cannot open log file yet. path=%s error=%s", path, exc)
             return
-        offset = self.read_positions.get(f"{st.st_dev}:{st.st_ino}", 0)
+        offset = self.read_positions.get(file_key(path, st), 0)
         if offset > st.st_size:
             offset = 0  # truncated while we were away
         fh.seek(offset)
         fields = container_from_path(path)
         fields.update(docker_config_fields(path))
-        self._tails[path] = _Tail(path, fh, st, offset, fields)
+        tail = self._tails[path] = _Tail(path, fh, st, offset, fields)
+        log.debug("DBG opened %s size=%d", path, st.st_size)
+        if self.metadata is not None and CONTAINER_ID in fields and CONTAINER_NAME not in fields:
+            # Ask now, while the container exists: a `--rm` one may be gone by the
+            # time its lines are shipped, and with it the name.
+            task = asyncio.get_running_loop().create_task(self._prefetch(tail))
+            self._prefetches.add(task)
+            task.add_done_callback(self._prefetches.discard)
+
+    async def _prefetch(self, tail: _Tail) -> None:
+        assert self.metadata is not None
+        found = await self.metadata.fetch(tail.fields[CONTAINER_ID])
+        log.debug("DBG prefetch %s %s", tail.path, found and found.get("container.name"))
+        for key, value in (found or {}).items():
+            tail.fields.setdefault(key, value)
 
     async def _poll(self, path: str) -> None:
         tail = self._tails[path]
@@ -302,6 +338,12 @@ class DockerFilesInput:
             del self._tails[path]
             if st is not None:
                 self._open(path)
+            elif self.metadata is not None and CONTAINER_ID in tail.fields:
+                # The container is gone; its cached metadata can go once the
+                # enricher has had the last of its lines.
+                asyncio.get_running_loop().call_later(
+                    FORGET_AFTER_SECONDS, self.metadata.forget, tail.fields[CONTAINER_ID]
+                )
             return
         if st.st_size < tail.offset:
             log.warning(
@@ -356,7 +398,7 @@ class DockerFilesInput:
                 events.append(event)
                 sizes.append(len(raw) + EVENT_OVERHEAD_BYTES)
                 continue
-            key = (tail.dev, tail.ino, parsed.stream)
+            key = (tail.key, parsed.stream)
             # The id of a joined line is the offset of its first piece.
             if not self._reassembler.pending(key):
                 self._first_offsets[key] = offset
@@ -388,7 +430,7 @@ class DockerFilesInput:
 
     async def _flush_expired(self) -> None:
         now_ns = time.time_ns()
-        tails = {(t.dev, t.ino): t for t in self._tails.values()}
+        tails = {t.key: t for t in self._tails.values()}
         events, sizes = [], []
         expired = [
             (key, text.decode("utf-8", "replace"), time_ns, self._first_offsets.pop(key, 0), cut)
@@ -403,8 +445,8 @@ class DockerFilesInput:
                 ]
             joined += [(key, m, t, f, False) for key, m, t, f in self._lines.expired(now_ns)]
             expired = joined
-        for (dev, ino, stream), message, time_ns, first, cut in expired:
-            tail = tails.get((dev, ino))
+        for (key, stream), message, time_ns, first, cut in expired:
+            tail = tails.get(key)
             if tail is not None:
                 events.append(self._event(tail, stream, message, time_ns, first, cut, now_ns))
                 sizes.append(len(message) + EVENT_OVERHEAD_BYTES)
@@ -434,7 +476,7 @@ class DockerFilesInput:
             merge_json_line(
                 event, event["message"], self.settings.json_prefix, self.settings.keep_original
             )
-        return self.stamper.stamp(event, now_ns, event_id=f"{tail.dev:x}-{tail.ino:x}-{offset:x}")
+        return self.stamper.stamp(event, now_ns, event_id=f"{tail.key}-{offset:x}")
 
     async def _put(self, events: list[dict[str, Any]], sizes: list[int]) -> None:
         if not events:

@@ -220,7 +220,7 @@ class Logpipe:
     def start(self, wait_ready: bool = True) -> None:
         out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "logpipe", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", "logpipe", "run", "-c", str(self.config_path), *(["--log-level", os.environ["LP_TEST_LOG"]] if os.environ.get("LP_TEST_LOG") else [])],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -169,3 +169,29 @@ def test_five_containers_files_mode_in_order_by_timestamp(
             docs = _by_stream(es, lp.data_stream, name, stream, BY_TIME)
             assert [d["message"] for d in docs] == [f"{word} {i}" for i in range(1, 2001)]
             assert docs[0]["container.image.name"] == IMAGE
+
+
+def test_rm_containers_that_exit_at_once_lose_nothing_in_files_mode(
+    logpipe_factory, es: ES, podman: Podman
+) -> None:
+    lp = logpipe_factory(**{"inputs.docker": files_input([PODMAN_LOGS], podman.socket_path)})
+    for n in range(3):
+        podman.run(
+            "--rm",
+            "--name",
+            f"fileshort-{n}",
+            IMAGE,
+            "sh",
+            "-c",
+            'i=1; while [ $i -le 500 ]; do echo "bye $i"; i=$((i+1)); done',
+            detach=False,
+        )
+    for n in range(3):
+        query = {"term": {"container.name": f"fileshort-{n}"}}
+        import time as _t; _t.sleep(4)
+        print("DEBUG", es.request("POST", f"/{lp.data_stream}/_search", {"size": 0, "aggs": {"ids": {"terms": {"field": "container.id", "missing": "none"}, "aggs": {"n": {"terms": {"field": "container.name", "missing": "none"}}}}}})[1]["aggregations"])
+        wait_for_count(es, lp.data_stream, 500, 30, query)
+        hits = es.search(lp.data_stream, query, size=1000)
+        assert sorted(int(h["_source"]["message"].split()[1]) for h in hits) == list(
+            range(1, 501)
+        )

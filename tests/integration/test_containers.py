@@ -71,6 +71,31 @@ def test_five_containers_stdout_and_stderr_all_arrive_labelled_and_in_order(
             assert first["event.dataset"] == "logpipe.docker"
 
 
+def test_rm_container_that_exits_at_once_loses_nothing(logpipe_factory, es: ES, podman: Podman):
+    # Three in a row: podman can remove such a container before its `start` event is
+    # even delivered, so one lucky run would prove little.
+    lp = logpipe_factory(**{"inputs.docker": docker_input(podman)})
+    for n in range(3):
+        podman.run(
+            "--rm",
+            "--name",
+            f"shortlived-{n}",
+            IMAGE,
+            "sh",
+            "-c",
+            'i=1; while [ $i -le 500 ]; do echo "bye $i"; i=$((i+1)); done',
+            detach=False,
+        )
+    for n in range(3):
+        query = {"term": {"container.name": f"shortlived-{n}"}}
+        import time as _t; _t.sleep(5); print("DEBUG", n, [h["_source"] for h in es.search(lp.data_stream, query, size=3)])
+        wait_for_count(es, lp.data_stream, 500, 30, query)
+        hits = es.search(lp.data_stream, query, size=1000)
+        assert sorted(int(h["_source"]["message"].split()[1]) for h in hits) == list(
+            range(1, 501)
+        )
+
+
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_restart_while_containers_write_gives_every_line_exactly_once(
     logpipe_factory, es: ES, podman: Podman, how: signal.Signals

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from logpipe.enrich.containers import PidAttribution, metadata_fields
-from logpipe.inputs.docker_files import container_from_path
+from logpipe.inputs.docker_files import container_from_path, file_key
 
 CID = "a" * 64
 
@@ -50,6 +52,19 @@ def test_paths_give_ids_and_pod_names() -> None:
     assert k8s["orchestrator.resource.name"] == "api-7d9f"
     assert k8s["container.name"] == "api"
     assert container_from_path("/var/log/syslog") == {}
+
+
+def test_a_reused_inode_in_another_directory_is_another_file(tmp_path) -> None:
+    # A removed container's log inode goes to the next new file: ids and checkpoints
+    # keyed by inode alone would give the second container's lines the first one's ids.
+    first = tmp_path / "a" / "ctr.log"
+    first.parent.mkdir()
+    first.write_bytes(b"x\n")
+    st = os.stat(first)
+    assert file_key(str(first), st) != file_key(str(tmp_path / "b" / "ctr.log"), st)
+    # Rotation by rename stays in the directory: the same file keeps its key.
+    assert file_key(str(first), st) == file_key(str(tmp_path / "a" / "ctr.log.1"), st)
+    assert file_key(str(first), st).endswith(f"-{st.st_dev:x}-{st.st_ino:x}")
 
 
 def test_pid_attribution_reads_cgroup_and_keeps_the_answer_after_exit(tmp_path) -> None:
