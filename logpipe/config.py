@@ -113,7 +113,9 @@ class DockerSettings:
         "strs",
         "files mode: globs of the log files to tail.",
     )
-    poll_interval: float = _setting(0.25, "duration", "files mode: how often files are checked.")
+    poll_interval: float = _setting(
+        0.25, "duration", "How often files (files) or containers and their logs (api) are read."
+    )
     read_chunk_bytes: int = _setting(256 * 1024, "size", "files mode: bytes read at a time.")
     include_names: tuple[str, ...] = _setting((), "strs", "Only containers whose name matches.")
     exclude_names: tuple[str, ...] = _setting((), "strs", "Never containers whose name matches.")
@@ -125,7 +127,7 @@ class DockerSettings:
         5.0, "duration", "files mode: a split line whose end never comes ships after this."
     )
     attach_on_create: bool = _setting(
-        True, "bool", "api mode: also attach at create, for --rm containers gone before read."
+        True, "bool", "api: hold a new container's log file open (or attach), for --rm ones."
     )
     multiline: str = _setting(
         "",

@@ -1,17 +1,21 @@
 """The ``docker`` input, ``mode = "api"``: every container's stdout and stderr, from the Engine API.
 
-One task watches ``/events`` and lists the running containers at start; one follower
-task per container streams ``/containers/{id}/logs?follow=1&timestamps=1`` and decodes
-it (multiplexed frames, or the raw stream of a TTY container). A follower is started
-on the ``start`` event, straight away and before any inspect, because a short-lived
-``--rm`` container can be gone a moment after it dies; the stream then runs to EOF,
-which gives the last lines of a container that has exited.
+Containers are found three ways, because each alone misses some: the ``/events``
+stream (subscribed first, with ``since`` a moment back), the list of running containers
+at start, and a list of all containers every ``poll_interval`` (podman's events arrive
+late under load, sometimes after a ``--rm`` container is gone). One follower task per
+container reads ``/containers/{id}/logs`` with plain (not ``follow``) reads each
+``poll_interval``, decoding multiplexed frames or a TTY's raw stream, and makes one last
+read once the container has stopped. With ``attach_on_create`` (the default) a container
+seen at ``create`` is also attached to; what the attach saw beyond the follower's last
+read is shipped if the container is removed before that read.
 
 Event ids are ``<container id>-<timestamp ns>-<ordinal>`` (the ordinal counts lines
-that share one timestamp), so any re-read lands on the same documents. A checkpoint
-per container (the last timestamp read) is saved in ``data_dir`` whenever everything
-read has been delivered; after a restart each container is read again from one second
-before it, and the ids turn the overlap into 409s, not duplicates.
+that share one timestamp, from the second a read starts at), so any re-read lands on
+the same documents. A checkpoint per container (the last timestamp read) is saved in
+``data_dir`` whenever everything read has been delivered; after a restart each
+container is read again from one second before it, and the ids turn the overlap into
+409s, not duplicates.
 
 When the queue is full this input waits (Docker keeps the logs); it never drops.
 """
@@ -26,14 +30,21 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any
+from typing import Any, BinaryIO
 
 from logpipe import checkpoints, metrics
 from logpipe.config import DockerSettings
 from logpipe.enrich.containers import CONTAINER_ID, ContainerMetadata
 from logpipe.enrich.docker_client import DockerAPIError, parse_event
 from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
-from logpipe.parsers.docker import FrameError, LogLine, MultiplexedDecoder, RawStreamDecoder
+from logpipe.parsers.docker import (
+    FrameError,
+    LogLine,
+    MultiplexedDecoder,
+    RawStreamDecoder,
+    parse_cri_line,
+    parse_json_file_line,
+)
 from logpipe.parsers.jsonline import merge_json_line
 from logpipe.parsers.multiline import MultilineJoiner
 from logpipe.parsers.partial import PartialReassembler
@@ -52,6 +63,8 @@ _TRUE = ("true", "1", "yes")
 GUARD_MAX_BYTES = 8 * 1024 * 1024  # per container: only short-lived ones need the guard
 GUARD_WAIT_SECONDS = 2.0
 EVENTS_REPLAY_SECONDS = 2.0
+FINISHED_REMEMBERED = 4096
+LOG_FILE_WAIT_SECONDS = 0.05  # how often a created container's log file is looked for
 
 
 class DockerInput:
@@ -74,10 +87,13 @@ class DockerInput:
         self.checkpoint_path = os.path.join(data_dir, f"docker-{settings.name}.checkpoints.json")
         self.read_positions: dict[str, int] = checkpoints.load(self.checkpoint_path)
         self._followers: dict[str, asyncio.Task[None]] = {}
-        self._ordinals: dict[str, tuple[int, int]] = {}  # id -> (last time_ns, ordinal)
         self._follows: dict[str, _Follow] = {}
         self._guards: dict[str, _Guard] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._discovery: asyncio.Task[None] | None = None
+        # id -> state, for every container the discovery list or an event has shown
+        self._known: dict[str, str] = {}
+        self._finished: dict[str, None] = {}  # ids read to their end (oldest first)
         self._expiry: asyncio.Task[None] | None = None
         self._stopping = False
         self.connected = False
@@ -97,18 +113,18 @@ class DockerInput:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._watch = loop.create_task(self._watch_events(), name=f"docker-{self.name}-events")
         self._expiry = loop.create_task(self._flush_expired(), name=f"docker-{self.name}-partials")
+        self._discovery = loop.create_task(self._discover(), name=f"docker-{self.name}-list")
 
     def stop(self) -> None:
         """Stop reading: cancel the event watch and every follower."""
         self._stopping = True
-        for task in (self._watch, self._expiry):
+        for task in (self._watch, self._expiry, self._discovery):
             if task is not None:
                 task.cancel()
         for task in self._followers.values():
             task.cancel()
         for guard in self._guards.values():
-            if guard.task is not None:
-                guard.task.cancel()
+            guard.close()
 
     def close(self) -> None:
         self.stop()
@@ -174,31 +190,75 @@ class DockerInput:
         if parsed is None:
             return
         action, cid, attributes = parsed
-        log.debug("DBG event %s %s", action, cid[:12])
-        if action == "create" and self.settings.attach_on_create:
+        if action == "create":
             labels = {k: v for k, v in attributes.items() if k not in ("image", "name")}
-            if (
-                self.selected(attributes.get("name", ""), labels)
-                and cid not in self._guards
-                and cid not in self._followers
-            ):
-                guard = _Guard()
-                guard.task = asyncio.get_running_loop().create_task(
-                    self._guard_output(cid, guard), name=f"docker-guard-{cid[:12]}"
-                )
-                self._guards[cid] = guard
+            self._known.setdefault(cid, "created")
+            self._guard(cid, attributes.get("name", ""), labels)
         elif action == "start":
             labels = {k: v for k, v in attributes.items() if k not in ("image", "name")}
+            self._known[cid] = "running"
             self._follow(cid, attributes.get("name", ""), labels)
         elif action == "destroy" or action == "remove":
             self.metadata.forget(cid)
+            self._known.pop(cid, None)
             guard = self._guards.get(cid)
-            if guard is not None and guard.task is not None and cid not in self._followers:
-                guard.task.cancel()  # created, never started: nothing will read it
+            if guard is not None and cid not in self._followers:
+                guard.close()  # created, never started: nothing will read it
                 del self._guards[cid]
             task = self._followers.get(cid)
             if task is None or task.done():
                 self.read_positions.pop(cid, None)
+
+    async def _discover(self) -> None:
+        """List every container, each ``poll_interval``, beside the event stream.
+
+        podman's ``/events`` is read from a file it polls, and under load arrives seconds
+        late: a ``--rm`` container can have started, exited and been removed before its
+        ``create`` event is read. The list sees it while it exists: ``created`` (attach
+        now), then running or exited (read its logs now, before it is removed).
+        Containers that had stopped before logpipe started are not read again.
+        """
+        first = True
+        while not self._stopping:
+            try:
+                listed = await self.client.get_json("/containers/json", params={"all": "1"})
+            except DockerAPIError:
+                await asyncio.sleep(RECONNECT_SECONDS)
+                continue
+            present: set[str] = set()
+            for c in listed:
+                cid, state = c.get("Id", ""), str(c.get("State", "")).lower()
+                present.add(cid)
+                before = self._known.get(cid)
+                self._known[cid] = state
+                if (first and state != "running") or before == state:
+                    continue
+                name = (c.get("Names") or [""])[0]
+                labels = c.get("Labels") or {}
+                if state == "created":
+                    self._guard(cid, name, labels)
+                elif state == "running" or before in (None, "created"):
+                    self._follow(cid, name, labels)  # a no-op while one follows it
+            for cid in [k for k in self._known if k not in present]:
+                del self._known[cid]
+            first = False
+            await asyncio.sleep(self.settings.poll_interval)
+
+    def _guard(self, cid: str, name: str, labels: dict[str, str]) -> None:
+        """A container was created: attach now, in case it is gone before it is read."""
+        if (
+            not self.settings.attach_on_create
+            or self._stopping
+            or cid in self._guards
+            or cid in self._followers
+            or not self.selected(name, labels)
+        ):
+            return
+        guard = _Guard()
+        guard.task = asyncio.get_running_loop().create_task(
+            self._guard_output(cid, guard), name=f"docker-guard-{cid[:12]}"
+        )
+        self._guards[cid] = guard
 
     def selected(self, name: str, labels: dict[str, str]) -> bool:
         s = self.settings
@@ -250,12 +310,19 @@ class DockerInput:
         self._follows[cid] = follow
         running = bool(((inspect or {}).get("State") or {}).get("Running"))
         guard = self._guards.get(cid)
+        if boundary == 0 and inspect is not None and self.settings.attach_on_create:
+            # Reading from the first line: the runtime's log file, held open, lets the
+            # last lines be read even if the container is removed before its last read.
+            if guard is None:
+                guard = self._guards[cid] = _Guard()
+            if guard.log_file is None:
+                guard.open_log_file(inspect.get("LogPath"))
         complete = False
         while not self._stopping:
             last_ns, complete = await self._read_once(follow, boundary, window, not running)
-            log.debug("DBG read %s complete=%s lines=%s running=%s inspect=%s", cid[:12], complete, follow.lines, running, inspect is not None)
             if guard is not None:
                 guard.trim(follow.lines)
+                guard.drop_rotated_log_file()
             if inspect is None or not running:
                 break
             last_sec = last_ns // NS_PER_SECOND
@@ -272,11 +339,11 @@ class DockerInput:
             running = bool(((inspect or {}).get("State") or {}).get("Running"))
         self._guards.pop(cid, None)
         if guard is not None:
-            if not complete and not guard.overflow and not self._stopping:
+            usable = guard.log_file is not None or not guard.overflow
+            if not complete and usable and not self._stopping:
                 await self._emit_from_guard(follow, guard)
-            if guard.task is not None:
-                guard.task.cancel()
-        elif not complete and not self._stopping:
+            guard.close()
+        elif not complete and not self._stopping and cid not in self._finished:
             log.warning(
                 "Container was removed before its logs could be read; its last lines are "
                 "lost (attach_on_create keeps them). id=%s",
@@ -284,6 +351,11 @@ class DockerInput:
             )
         await self._emit_pending(follow)
         self._follows.pop(cid, None)
+        if complete:
+            # A late or replayed `start` event may follow it again once it is gone.
+            self._finished[cid] = None
+            while len(self._finished) > FINISHED_REMEMBERED:
+                del self._finished[next(iter(self._finished))]
 
     async def _read_once(
         self, follow: _Follow, since: int, window: dict[str, deque[int]], final: bool
@@ -353,16 +425,28 @@ class DockerInput:
         return last_ns, complete
 
     async def _guard_output(self, cid: str, guard: _Guard) -> None:
-        """From ``create``, attach to the container's output and keep its first lines.
+        """From ``create``, keep a way to a short-lived container's last lines.
 
-        A short-lived ``--rm`` container can be removed before its logs can be asked
-        for; attaching before it starts is the one way to see its output for sure. The
-        lines are kept only until the follower has read the logs (with their timestamps),
-        and only up to GUARD_MAX_BYTES: this is for containers that live briefly.
+        A ``--rm`` container can be removed before its logs are read. Where this host's
+        log files are readable (inspect's ``LogPath`` directory exists), the file is held
+        open as soon as the runtime creates it, at start: a descriptor reads it even
+        after the container is gone. Otherwise this attaches while the container is
+        still ``created``, and keeps whole lines until the follower has read them, up to
+        GUARD_MAX_BYTES. Never an attach after that: podman re-initialises an exited
+        container that an attach reaches, and truncates its log.
         """
         try:
             inspect = await self.client.get_json(f"/containers/{cid}/json")
             self.metadata.remember(cid, inspect)
+            path = inspect.get("LogPath") or ""
+            if _directory_exists(path):
+                while not guard.open_log_file(path):
+                    if not _directory_exists(path):
+                        return  # removed before it ever started
+                    await asyncio.sleep(LOG_FILE_WAIT_SECONDS)
+                return
+            if (inspect.get("State") or {}).get("Status") != "created":
+                return
             tty = bool((inspect.get("Config") or {}).get("Tty"))
             decoder: MultiplexedDecoder | RawStreamDecoder = (
                 RawStreamDecoder(False)
@@ -386,10 +470,20 @@ class DockerInput:
             log.debug("Attach ended. id=%s error=%s", cid[:12], exc)
 
     async def _emit_from_guard(self, follow: _Follow, guard: _Guard) -> None:
-        """The container is gone before its logs were all read: ship what attach saw."""
+        """The container is gone before its logs were all read: ship the rest from the
+        log file held open, or else from what the attach saw."""
         if guard.task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(guard.task), GUARD_WAIT_SECONDS)
+        if guard.log_file is not None:
+            count = await self._emit_from_log_file(follow, guard.log_file)
+            log.info(
+                "Container was gone before its logs were read; shipped the rest from its "
+                "log file. id=%s lines=%d",
+                follow.cid[:12],
+                count,
+            )
+            return
         events: list[dict[str, Any]] = []
         guard.trim(follow.lines)
         now_ns = time.time_ns()
@@ -399,13 +493,40 @@ class DockerInput:
         if events:
             log.info(
                 "Container was gone before its logs were read; shipped what attach "
-                "saw. id=%s lines=%d seen=%s read=%s",
+                "saw. id=%s lines=%d",
                 follow.cid[:12],
                 len(events),
-                guard.seen,
-                follow.lines,
             )
         await self._put(events)
+
+    async def _emit_from_log_file(self, follow: _Follow, log_file: BinaryIO) -> int:
+        """Ship the lines of the runtime's log file past those the follower emitted."""
+        skip = dict(follow.lines)  # per stream: the file holds the same lines, in order
+        joiner = PartialReassembler(self.settings.max_line_bytes)
+        rest = b""
+        shipped = 0
+        log_file.seek(0)
+        while data := log_file.read(self.settings.read_chunk_bytes):
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop()
+            events: list[dict[str, Any]] = []
+            now_ns = time.time_ns()
+            for raw in lines:
+                line = parse_json_file_line(raw) if raw[:1] == b"{" else parse_cri_line(raw)
+                if line is None:
+                    continue
+                stream = "tty" if follow.tty else line.stream
+                done = joiner.feed(stream, line.text, line.partial, line.time_ns, now_ns)
+                if done is None:
+                    continue
+                if skip.get(stream, 0) > 0:
+                    skip[stream] -= 1
+                    continue
+                text, time_ns, cut = done
+                self._line_events(follow, stream, text, time_ns, cut, now_ns, events)
+            shipped += len(events)
+            await self._put(events)
+        return shipped
 
     def _follow_state(self, cid: str, inspect: dict[str, Any] | None) -> _Follow:
         """Per-container options: the input's, overridden by the container's labels."""
@@ -480,9 +601,8 @@ class DockerInput:
         cid = follow.cid
         received_ns = time.time_ns()
         stamp_ns = time_ns or received_ns
-        last, ordinal = self._ordinals.get(cid, (0, -1))
-        ordinal = ordinal + 1 if stamp_ns == last else 0
-        self._ordinals[cid] = (stamp_ns, ordinal)
+        ordinal = follow.ordinal + 1 if stamp_ns == follow.last_ns else 0
+        follow.last_ns, follow.ordinal = stamp_ns, ordinal
         event: dict[str, Any] = {
             "@timestamp": iso_ns(stamp_ns),
             "message": message,
@@ -509,7 +629,7 @@ class DockerInput:
 class _Guard:
     """Whole lines an attach saw that the follower has not read yet, per stream."""
 
-    __slots__ = ("lines", "overflow", "read", "seen", "size", "task")
+    __slots__ = ("lines", "log_file", "log_path", "overflow", "read", "seen", "size", "task")
 
     def __init__(self) -> None:
         # stream -> (index of the line in its stream, text, receipt time)
@@ -519,6 +639,44 @@ class _Guard:
         self.size = 0
         self.overflow = False
         self.task: asyncio.Task[None] | None = None
+        self.log_file: BinaryIO | None = None
+        self.log_path = ""
+
+    def open_log_file(self, path: str | None) -> bool:
+        """Hold the runtime's log file (inspect's ``LogPath``) open, where we can read it.
+
+        An open descriptor reads the file even after the runtime has deleted it with the
+        container. Not for a container that rotates its log: only short lives need this.
+        """
+        if self.log_file is not None:
+            return True
+        if not path:
+            return False
+        try:
+            self.log_file = open(path, "rb")  # closed with the guard
+        except OSError:
+            return False
+        self.log_path = path
+        return True
+
+    def drop_rotated_log_file(self) -> None:
+        """A log rotated away from our descriptor no longer lines up with the reads."""
+        if self.log_file is None:
+            return
+        try:
+            rotated = os.stat(self.log_path).st_ino != os.fstat(self.log_file.fileno()).st_ino
+        except FileNotFoundError:
+            return  # removed with the container: exactly when the descriptor is needed
+        if rotated:
+            self.log_file.close()
+            self.log_file = None
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
 
     def add(self, stream: str, text: bytes, received_ns: int) -> None:
         index = self.seen.get(stream, 0)
@@ -544,7 +702,9 @@ class _Follow:
         "fields",
         "joiner",
         "json_lines",
+        "last_ns",
         "lines",
+        "ordinal",
         "tty",
     )
 
@@ -558,6 +718,15 @@ class _Follow:
         self.tty = False
         # Whole lines emitted per stream (attach_on_create ships only what lies beyond).
         self.lines: dict[str, int] = {}
+        # The ordinal counts lines that share a stamp, from the second this follower
+        # starts reading at: any later read from that second gives each line its id again.
+        self.last_ns = 0
+        self.ordinal = -1
+
+
+def _directory_exists(path: str) -> bool:
+    """Whether the directory of ``path`` exists here (a local stat: never slow)."""
+    return bool(path) and os.path.isdir(os.path.dirname(path))
 
 
 def _label_matches(labels: dict[str, str], selector: str) -> bool:

@@ -33,6 +33,12 @@ from es_local import ElasticsearchNode, cache_dir  # noqa: E402  (scripts/es_loc
 from tests.containers.podman import Podman  # noqa: E402
 
 ES_VERSION = os.environ.get("LOGPIPE_ES_VERSION", "8.19.7")
+# LOGPIPE_TEST_LOG_LEVEL=debug: the logpipe processes the tests start log at that level.
+LOG_LEVEL = (
+    ["--log-level", os.environ["LOGPIPE_TEST_LOG_LEVEL"]]
+    if os.environ.get("LOGPIPE_TEST_LOG_LEVEL")
+    else []
+)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -220,7 +226,7 @@ class Logpipe:
     def start(self, wait_ready: bool = True) -> None:
         out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "logpipe", "run", "-c", str(self.config_path), *(["--log-level", os.environ["LP_TEST_LOG"]] if os.environ.get("LP_TEST_LOG") else [])],
+            [sys.executable, "-m", "logpipe", "run", "-c", str(self.config_path), *LOG_LEVEL],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -88,12 +88,9 @@ def test_rm_container_that_exits_at_once_loses_nothing(logpipe_factory, es: ES, 
         )
     for n in range(3):
         query = {"term": {"container.name": f"shortlived-{n}"}}
-        import time as _t; _t.sleep(5); print("DEBUG", n, [h["_source"] for h in es.search(lp.data_stream, query, size=3)])
         wait_for_count(es, lp.data_stream, 500, 30, query)
         hits = es.search(lp.data_stream, query, size=1000)
-        assert sorted(int(h["_source"]["message"].split()[1]) for h in hits) == list(
-            range(1, 501)
-        )
+        assert sorted(int(h["_source"]["message"].split()[1]) for h in hits) == list(range(1, 501))
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
