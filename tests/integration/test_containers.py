@@ -93,6 +93,41 @@ def test_rm_container_that_exits_at_once_loses_nothing(logpipe_factory, es: ES, 
         assert sorted(int(h["_source"]["message"].split()[1]) for h in hits) == list(range(1, 501))
 
 
+def test_rm_container_removed_while_logpipe_is_frozen_still_arrives_whole(
+    logpipe_factory, es: ES, podman: Podman
+) -> None:
+    # Deterministic form of the race above: logpipe sees the container, then is frozen
+    # (SIGSTOP) while the container writes, exits and is removed. Its log file, held
+    # open since it appeared, is all that is left to read when logpipe thaws.
+    lp = logpipe_factory(**{"inputs.docker": docker_input(podman)})
+    name = "frozen-reader"
+    cid = podman.run(
+        "--rm",
+        "--name",
+        name,
+        IMAGE,
+        "sh",
+        "-c",
+        'sleep 2; i=1; while [ $i -le 500 ]; do echo "late $i"; i=$((i+1)); done',
+    )
+    time.sleep(1.2)  # seen by the list (every 250ms) and by /events, and read once
+    assert lp.proc is not None
+    lp.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: cid not in podman.cli("ps", "-aq", "--no-trunc").stdout,
+            30,
+            "the --rm container to be removed",
+        )
+    finally:
+        lp.proc.send_signal(signal.SIGCONT)
+    query = {"term": {"container.name": name}}
+    wait_for_count(es, lp.data_stream, 500, 30, query)
+    hits = es.search(lp.data_stream, query, size=1000)
+    assert sorted(int(h["_source"]["message"].split()[1]) for h in hits) == list(range(1, 501))
+    assert "shipped the rest from its log file" in lp.log_text()
+
+
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_restart_while_containers_write_gives_every_line_exactly_once(
     logpipe_factory, es: ES, podman: Podman, how: signal.Signals
