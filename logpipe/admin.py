@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -22,8 +23,10 @@ class AdminServer:
         listen: str,
         readiness: Callable[[], tuple[bool, list[str]]],
         status: Callable[[], dict[str, Any]],
+        sock: socket.socket | None = None,
     ) -> None:
         self.listen = listen
+        self._sock = sock  # bound by the supervisor: shared by old and new workers
         self._readiness = readiness
         self._status = status
         self._runner: web.AppRunner | None = None
@@ -36,8 +39,12 @@ class AdminServer:
         app.router.add_get("/status", self._status_json)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        host, port = split_address(self.listen)
-        site = web.TCPSite(self._runner, host, port)
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(self._runner, self._sock)
+        else:
+            host, port = split_address(self.listen)
+            site = web.TCPSite(self._runner, host, port)
         await site.start()
         log.info("Admin server listening. address=%s", self.listen)
 

@@ -1,4 +1,4 @@
-"""The ``logpipe`` command: run, check-config, setup, status.
+"""The ``logpipe`` command: run, worker, check-config, setup, status.
 
 Exit codes: 0 fine; 1 a runtime failure (Elasticsearch unreachable for setup, a
 socket that cannot be bound); 2 a bad config or bad arguments, always as one line
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -30,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"logpipe {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_text in (
-        ("run", "run the service"),
+        ("run", "run the service (a supervisor holding the sockets, and its worker)"),
+        ("worker", "run the pipeline in this process, without a supervisor"),
         ("check-config", "validate a config file and exit"),
         ("setup", "install index templates in Elasticsearch"),
     ):
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "-c", "--config", help="TOML config file (default: the packaged config/logpipe.toml)"
         )
-        if name == "run":
+        if name in ("run", "worker"):
             cmd.add_argument(
                 "--log-level", default="info", choices=["debug", "info", "warning", "error"]
             )
@@ -63,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "setup":
         return _setup(settings)
-    return _run(settings, args.log_level)
+    _configure_logging(args.log_level)
+    if args.command == "worker":
+        return _worker(settings)
+    return _supervise(settings, list(sys.argv[1:] if argv is None else argv), args.log_level)
 
 
 def _setup(settings: config_mod.Settings) -> int:
@@ -78,14 +83,32 @@ def _setup(settings: config_mod.Settings) -> int:
     return EXIT_OK
 
 
-def _run(settings: config_mod.Settings, level: str) -> int:
-    from logpipe.pipeline import Pipeline
-
+def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def _supervise(settings: config_mod.Settings, argv: list[str], level: str) -> int:
+    from logpipe.supervisor import Supervisor
+
+    supervisor = Supervisor(settings, argv, level)
+    try:
+        supervisor.bind_sockets()
+    except OSError as exc:
+        logging.getLogger("logpipe").error("Failed to start. error=%s", exc)
+        return EXIT_FAILURE
+    return supervisor.run()
+
+
+def _worker(settings: config_mod.Settings) -> int:
+    from logpipe.pipeline import Pipeline
+
+    # The supervisor's signals, should a process group get them, are not ours.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(settings.service.event_loop)) as runner:
             runner.run(Pipeline(settings).run())

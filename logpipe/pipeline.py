@@ -7,12 +7,14 @@ within ``service.shutdown_timeout``, then cancel it, and log what was left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import time
 from typing import Any
 
-from logpipe import metrics
+from logpipe import listen, metrics
 from logpipe.admin import AdminServer
 from logpipe.config import DockerSettings, Settings
 from logpipe.enrich.containers import ContainerMetadata
@@ -28,6 +30,7 @@ from logpipe.queue import EventQueue, LossTracker
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_SECONDS = 1.0
+READY_FD_ENV = "LOGPIPE_READY_FD"  # set by the supervisor: a pipe to say "reading"
 
 
 class Pipeline:
@@ -44,6 +47,7 @@ class Pipeline:
         # One metadata cache per Docker API socket, shared by the inputs that use it.
         self.metadata: dict[str, ContainerMetadata] = {}
         self.container_sockets: list[ContainerSockets] = []
+        fds = listen.inherited()  # sockets a supervisor or systemd bound for us
         for inp in settings.inputs:
             if isinstance(inp, DockerSettings):
                 docker: DockerInput | DockerFilesInput
@@ -68,6 +72,7 @@ class Pipeline:
                 continue
             tracker = LossTracker(inp.name)
             devlog = DevlogInput(inp, self.queue, node, tracker)
+            devlog.inherited = listen.take(listen.devlog_key(inp.path), fds)
             self.inputs.append(devlog)
             self.losses[inp.name] = (tracker, devlog.stamper)
             if inp.attribute_containers and inp.docker_socket:
@@ -86,7 +91,12 @@ class Pipeline:
             settings.file,
             enrichers=[m.enrich for m in self.metadata.values()],
         )
-        self.admin = AdminServer(settings.admin.listen, self.readiness, self.status)
+        self.admin = AdminServer(
+            settings.admin.listen,
+            self.readiness,
+            self.status,
+            listen.take(listen.admin_key(settings.admin.listen), fds),
+        )
         self._stop = asyncio.Event()
         self._started_at = time.time()
 
@@ -136,6 +146,7 @@ class Pipeline:
         markers = asyncio.create_task(self._loss_markers(), name="loss-markers")
         checkpoints = asyncio.create_task(self._checkpoints(), name="checkpoints")
         log.info("logpipe is running. inputs=%s node=%s", len(self.inputs), self.settings.node_name)
+        _tell_supervisor_ready()
         await self._stop.wait()
         log.info("Stopping: inputs closed, draining the queue. queued=%d", len(self.queue))
         for inp in self.inputs:
@@ -203,3 +214,12 @@ class Pipeline:
                 count,
                 reason,
             )
+
+
+def _tell_supervisor_ready() -> None:
+    """Reading on every socket: the supervisor may now stop the worker this one replaces."""
+    fd = os.environ.pop(READY_FD_ENV, "")
+    if fd:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"ready\n")
+            os.close(int(fd))

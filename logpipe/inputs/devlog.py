@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
-import stat
 import struct
 import time
 import zoneinfo
 from typing import Any
 
-from logpipe import metrics
+from logpipe import listen, metrics
 from logpipe.config import DevlogSettings
 from logpipe.enrich.containers import CONTAINER_ID, CONTAINER_RUNTIME, PidAttribution
 from logpipe.event import (
@@ -79,6 +77,8 @@ class DevlogInput:
         zone = zoneinfo.ZoneInfo(settings.timezone) if settings.timezone else None
         self.parser = SyslogParser(zone)
         self.sock: socket.socket | None = None
+        # A socket bound by the supervisor (or systemd), used instead of binding one.
+        self.inherited: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused = False
         self._resume_task: asyncio.Task[None] | None = None
@@ -97,21 +97,13 @@ class DevlogInput:
         return self.sock is not None
 
     def open(self) -> None:
-        """Create and bind the socket (replacing a stale socket file, never another file)."""
+        """Bind the socket, or take the one a supervisor or systemd handed down."""
         path = self.settings.path
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        sock, self.inherited = self.inherited, None
+        how = "Serving the inherited socket" if sock is not None else "Listening"
+        if sock is None:
+            sock = listen.bind_devlog(path, self.settings.mode)
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISSOCK(st.st_mode):
-                raise OSError(f"{path} exists and is not a socket; refusing to replace it")
-            os.unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            sock.bind(path)
-            os.chmod(path, self.settings.mode)
             sock.setsockopt(socket.SOL_SOCKET, SO_PASSCRED, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             self._grow_receive_buffer(sock)
@@ -120,7 +112,7 @@ class DevlogInput:
             sock.close()
             raise
         self.sock = sock
-        log.info("Listening for /dev/log datagrams. path=%s input=%s", path, self.name)
+        log.info("%s for /dev/log datagrams. path=%s input=%s", how, path, self.name)
 
     def _grow_receive_buffer(self, sock: socket.socket) -> None:
         want = self.settings.receive_buffer_bytes

@@ -284,6 +284,24 @@ class Logpipe:
         self.proc = None
         return code
 
+    def worker_pids(self) -> list[int]:
+        """The supervisor's children: its worker processes."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as fh:
+            return [int(pid) for pid in fh.read().split()]
+
+    def kill(self) -> int:
+        """SIGKILL the supervisor and its workers at once: a crash, nothing drains."""
+        assert self.proc is not None
+        workers = self.worker_pids()
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        self.proc.kill()
+        code = self.proc.wait(30)
+        self.proc = None
+        wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers), 30, "workers")
+        return code
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

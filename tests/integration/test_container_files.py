@@ -101,10 +101,10 @@ def test_files_mode_restart_gives_every_line_exactly_once(
     )
     query = {"term": {"container.id": cid}}
     wait_for_count(es, lp.data_stream, 300, 30, query)
-    assert lp.proc is not None
-    lp.proc.send_signal(how)
-    assert lp.proc.wait(30) == (0 if how == signal.SIGTERM else -signal.SIGKILL)
-    lp.proc = None
+    if how == signal.SIGKILL:
+        assert lp.kill() == -signal.SIGKILL  # supervisor and worker: nothing drains
+    else:
+        assert lp.stop(30) == 0
     time.sleep(2)
     lp.start()
     wait_for_count(es, lp.data_stream, 3000, 90, query)

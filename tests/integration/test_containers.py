@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -111,8 +112,9 @@ def test_rm_container_removed_while_logpipe_is_frozen_still_arrives_whole(
         'sleep 2; i=1; while [ $i -le 500 ]; do echo "late $i"; i=$((i+1)); done',
     )
     time.sleep(1.2)  # seen by the list (every 250ms) and by /events, and read once
-    assert lp.proc is not None
-    lp.proc.send_signal(signal.SIGSTOP)
+    workers = lp.worker_pids()
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
     try:
         wait_for(
             lambda: cid not in podman.cli("ps", "-aq", "--no-trunc").stdout,
@@ -120,7 +122,8 @@ def test_rm_container_removed_while_logpipe_is_frozen_still_arrives_whole(
             "the --rm container to be removed",
         )
     finally:
-        lp.proc.send_signal(signal.SIGCONT)
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
     query = {"term": {"container.name": name}}
     wait_for_count(es, lp.data_stream, 500, 30, query)
     hits = es.search(lp.data_stream, query, size=1000)
@@ -144,10 +147,10 @@ def test_restart_while_containers_write_gives_every_line_exactly_once(
     )
     query = {"term": {"container.name": name}}
     wait_for_count(es, lp.data_stream, 300, 30, query)
-    assert lp.proc is not None
-    lp.proc.send_signal(how)
-    assert lp.proc.wait(30) == (0 if how == signal.SIGTERM else -signal.SIGKILL)
-    lp.proc = None
+    if how == signal.SIGKILL:
+        assert lp.kill() == -signal.SIGKILL  # supervisor and worker: nothing drains
+    else:
+        assert lp.stop(30) == 0
     time.sleep(2)  # the container keeps writing while logpipe is down
     lp.start()
     wait_for_count(es, lp.data_stream, 3000, 90, query)
