@@ -121,24 +121,30 @@ class ES:
 
     def all_ids(self, index: str, query: dict[str, Any] | None = None) -> list[str]:
         """Every _id in an index, duplicates included (scroll; no 10k cap)."""
+        return [h["_id"] for h in self.all_hits(index, query, source=False)]
+
+    def all_hits(
+        self, index: str, query: dict[str, Any] | None = None, source: bool | list[str] = True
+    ) -> list[dict[str, Any]]:
+        """Every hit of a query, duplicates included (scroll; no 10k cap)."""
         self.refresh(index)
         body = {
             "query": query or {"match_all": {}},
             "size": 5000,
-            "_source": False,
+            "_source": source,
             "sort": ["_doc"],
         }
         status, result = self.request("POST", f"/{index}/_search?scroll=1m", body)
         assert status == 200, result
-        ids: list[str] = []
+        hits: list[dict[str, Any]] = []
         while result["hits"]["hits"]:
-            ids.extend(h["_id"] for h in result["hits"]["hits"])
+            hits.extend(result["hits"]["hits"])
             status, result = self.request(
                 "POST", "/_search/scroll", {"scroll": "1m", "scroll_id": result["_scroll_id"]}
             )
             assert status == 200, result
         self.request("DELETE", "/_search/scroll", {"scroll_id": result["_scroll_id"]})
-        return ids
+        return hits
 
 
 @pytest.fixture(scope="session")
