@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,10 +229,20 @@ class Logpipe:
     def setup(self) -> None:
         self.cli("setup", "-c", str(self.config_path))
 
-    def start(self, wait_ready: bool = True) -> None:
+    def start(self, wait_ready: bool = True, prefix: Sequence[str] = ()) -> None:
+        """Start ``logpipe run``; ``prefix`` runs it under another program (systemd's)."""
         out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "logpipe", "run", "-c", str(self.config_path), *LOG_LEVEL],
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "logpipe",
+                "run",
+                "-c",
+                str(self.config_path),
+                *LOG_LEVEL,
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

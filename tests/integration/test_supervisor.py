@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 import time
 
 import pytest
@@ -22,26 +24,27 @@ LOGGER_FOR = (
 )
 
 
-def test_socket_file_mount_survives_five_reloads_and_two_upgrades(
-    logpipe_factory, es: ES, podman: Podman
+def _signals_under_logger_load(
+    lp, es: ES, podman: Podman, seconds: int, plan: list[signal.Signals]
 ) -> None:
-    lp = logpipe_factory()
+    """A container logs through the socket FILE for ``seconds`` while the supervisor gets
+    ``plan``: every line lands once, the inode stays, the pid stays, workers change."""
     assert lp.proc is not None
     supervisor = lp.proc.pid
     inode = os.stat(lp.socket_path).st_ino
     first_workers = lp.worker_pids()
     # The socket FILE, not its directory: the mount pins this inode for the container.
     cid = podman.run(
-        "-v", f"{lp.socket_path}:/dev/log", IMAGE, "sh", "-c", LOGGER_FOR.format(seconds=60)
+        "-v", f"{lp.socket_path}:/dev/log", IMAGE, "sh", "-c", LOGGER_FOR.format(seconds=seconds)
     )
-    plan = [signal.SIGHUP] * 5 + [signal.SIGUSR2] * 2
+    gap = seconds / (len(plan) + 1)
     for sig in plan:
-        time.sleep(7)
+        time.sleep(gap)
         os.kill(supervisor, sig)
-    podman.cli("wait", cid, timeout=120)
+    podman.cli("wait", cid, timeout=seconds + 60)
     sent = int(podman.cli("logs", cid).stdout.split()[-1])
-    assert sent > 3000, f"only {sent} lines in a minute"
-    print(f"busybox logger sent {sent} lines in 60 s")
+    assert sent > 50 * seconds, f"only {sent} lines in {seconds} s"
+    print(f"busybox logger sent {sent} lines in {seconds} s")
 
     query = {"term": {"process.name": "reload"}}
     wait_for_count(es, lp.data_stream, sent, 120, query)
@@ -54,11 +57,41 @@ def test_socket_file_mount_survives_five_reloads_and_two_upgrades(
     assert os.stat(lp.socket_path).st_ino == inode
     assert lp.proc.pid == supervisor and lp.proc.poll() is None  # re-executed in place
     log_text = lp.log_text()
-    assert log_text.count("Reloading: a worker on the new config is starting") == 5
-    assert log_text.count("Upgrading: re-executing logpipe") == 2
-    assert log_text.count("Supervisor holds the listening sockets. inherited=2 bound=0") == 2
+    reloads, upgrades = plan.count(signal.SIGHUP), plan.count(signal.SIGUSR2)
+    assert log_text.count("Reloading: a worker on the new config is starting") == reloads
+    assert log_text.count("Upgrading: re-executing logpipe") == upgrades
     wait_for(lambda: not set(lp.worker_pids()) & set(first_workers), 30, "old workers gone")
     assert len(lp.worker_pids()) == 1
+
+
+def test_socket_file_mount_survives_five_reloads_and_two_upgrades(
+    logpipe_factory, es: ES, podman: Podman
+) -> None:
+    lp = logpipe_factory()
+    _signals_under_logger_load(lp, es, podman, 60, [signal.SIGHUP] * 5 + [signal.SIGUSR2] * 2)
+    assert lp.log_text().count("Supervisor holds the listening sockets. inherited=2 bound=0") == 2
+
+
+def test_socket_activation_serves_the_passed_socket_through_reloads(
+    logpipe_factory, es: ES, podman: Podman
+) -> None:
+    lp = logpipe_factory(start=False)
+    lp.setup()
+    os.makedirs(os.path.dirname(lp.socket_path), exist_ok=True)
+
+    def first_datagram() -> None:
+        # systemd-socket-activate binds, then starts the program on the first datagram.
+        wait_for(lambda: os.path.exists(lp.socket_path), 30, "the activation socket")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"<13>Nov 29 10:00:00 activate: the first datagram", lp.socket_path)
+
+    poke = threading.Thread(target=first_datagram)
+    poke.start()
+    lp.start(prefix=["systemd-socket-activate", "--datagram", "-l", lp.socket_path])
+    poke.join()
+    assert "inherited=1 bound=1" in lp.log_text()  # the devlog socket came from systemd
+    wait_for_count(es, lp.data_stream, 1, 30, {"term": {"process.name": "activate"}})
+    _signals_under_logger_load(lp, es, podman, 20, [signal.SIGHUP, signal.SIGUSR2, signal.SIGHUP])
 
 
 def test_bad_config_on_sighup_is_refused_and_the_old_one_keeps_running(
