@@ -23,7 +23,7 @@ from logpipe.parsers.multiline import MODES as MULTILINE_MODES
 
 DEFAULT_CONFIG = Path(__file__).parent / "data" / "logpipe.toml"
 
-WHEN_FULL_POLICIES = ("drop_newest", "block")
+WHEN_FULL_POLICIES = ("drop_newest", "block", "spill")
 INPUT_TYPES = ("devlog", "docker")
 
 _SIZE_UNITS = {
@@ -152,7 +152,10 @@ class QueueSettings:
     max_events: int = _setting(100_000, "int", "Events held in memory at most.")
     max_bytes: int = _setting(64 * 1024**2, "size", "Approximate bytes held in memory at most.")
     when_full: str = _setting(
-        "drop_newest", "enum", "drop_newest | block", choices=WHEN_FULL_POLICIES
+        "drop_newest", "enum", "drop_newest | block | spill", choices=WHEN_FULL_POLICIES
+    )
+    spill_max_bytes: int = _setting(
+        1024**3, "size", "spill: the disk spool's bound (data_dir/spool); past it, drops."
     )
     loss_marker_interval: float = _setting(
         10.0, "duration", "How often a loss-marker event sums up the drops of each input."

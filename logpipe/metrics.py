@@ -36,6 +36,13 @@ QUEUE_EVENTS = Gauge("logpipe_queue_events", "Events waiting in the memory queue
 QUEUE_BYTES = Gauge("logpipe_queue_bytes", "Approximate bytes waiting in the memory queue.")
 QUEUE_PUSHED = Counter("logpipe_queue_pushed_events_total", "Events put into the memory queue.")
 QUEUE_POPPED = Counter("logpipe_queue_popped_events_total", "Events taken out by the output.")
+SPILLED_EVENTS = Counter(
+    "logpipe_spilled_events_total", "Events written to the disk spool (memory queue full)."
+)
+UNSPILLED_EVENTS = Counter(
+    "logpipe_unspilled_events_total", "Events read back from the disk spool into memory."
+)
+SPOOL_BYTES = Gauge("logpipe_spool_bytes", "Bytes in the disk spool not yet read back.")
 
 INDEXED_EVENTS = Counter(
     "logpipe_indexed_events_total",

@@ -26,10 +26,12 @@ from logpipe.inputs.docker import DockerInput
 from logpipe.inputs.docker_files import DockerFilesInput
 from logpipe.outputs.elasticsearch import ElasticsearchOutput
 from logpipe.queue import EventQueue, LossTracker
+from logpipe.spool import Spool
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_SECONDS = 1.0
+SPILL_FSYNC_SECONDS = 5.0  # spill guards memory; durability = "disk" is the crash-proof one
 READY_FD_ENV = "LOGPIPE_READY_FD"  # set by the supervisor: a pipe to say "reading"
 
 
@@ -41,6 +43,20 @@ class Pipeline:
         node = settings.node_name
         q = settings.queue
         self.queue = EventQueue(q.max_events, q.max_bytes, q.when_full)
+        if q.when_full == "spill":
+            spool = Spool(
+                os.path.join(settings.service.data_dir, "spool", "queue"),
+                q.spill_max_bytes,
+                fsync_interval=SPILL_FSYNC_SECONDS,
+            )
+            self.queue.spool = spool
+            metrics.SPOOL_BYTES.set_function(lambda: spool.pending_bytes)
+            if spool.pending_events:
+                log.info(
+                    "Spool holds events from before; they ship first. events=%d bytes=%d",
+                    spool.pending_events,
+                    spool.pending_bytes,
+                )
         self.losses: dict[str, tuple[LossTracker, Stamper]] = {}
         self.inputs: list[DevlogInput | DockerInput | DockerFilesInput] = []
         self.docker_inputs: list[DockerInput | DockerFilesInput] = []
@@ -157,6 +173,13 @@ class Pipeline:
         checkpoints.cancel()
         self._emit_loss_markers()
         await self._drain(time.monotonic() + self.settings.service.shutdown_timeout)
+        if self.queue.spool is not None:
+            spooled = self.queue.spool_memory()
+            if spooled:
+                log.info(
+                    "Spooled what was not delivered; it ships first next time. events=%d", spooled
+                )
+            self.queue.spool.close()
         if self.output.idle:
             for docker in self.docker_inputs:
                 docker.save_checkpoints()
@@ -178,7 +201,9 @@ class Pipeline:
             log.info("Stopped cleanly: queue drained.")
         else:
             log.error(
-                "Stopped with events undelivered (no spool configured). queued=%d", len(self.queue)
+                "Stopped with events undelivered%s. queued=%d",
+                " (spooled below)" if self.queue.spool is not None else " (no spool configured)",
+                len(self.queue),
             )
 
     async def _checkpoints(self) -> None:

@@ -8,6 +8,12 @@ documented decision (``queue.when_full``):
   dropped costs one receive per datagram and nothing more.
 - ``block``: the input awaits ``wait_for_room()`` and stops reading meanwhile, which
   pushes back on the sender (the kernel's socket buffer, then the client).
+- ``spill``: what does not fit goes to a disk spool (``logpipe.spool``), and once
+  anything is there every new event goes there too, behind it, so order is kept; the
+  memory queue is refilled from the spool as the output takes batches. Past the
+  spool's own bound (``spill_max_bytes``) or on a full disk, events are refused and the
+  input counts them (reason ``spool_full``). On stop, what is still in memory is
+  spooled, and the next start ships the spool first.
 
 Loss markers bypass the bounds (``put_marker``): they are few (one per input per
 interval) and are the only record of what was lost.
@@ -16,12 +22,17 @@ interval) and are the only record of what was lost.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import Any
 
 from logpipe import metrics
+from logpipe.event import EVENT_OVERHEAD_BYTES
+from logpipe.spool import Spool
 
 Event = dict[str, Any]
+log = logging.getLogger(__name__)
+SPOOL_FULL_RETRY_SECONDS = 1.0
 
 
 class EventQueue:
@@ -38,6 +49,7 @@ class EventQueue:
         "_sizes",
         "max_bytes",
         "max_events",
+        "spool",
         "when_full",
     )
 
@@ -53,31 +65,56 @@ class EventQueue:
         self._has_room = asyncio.Event()
         self._has_room.set()
         self._flush_threshold = 1
+        self.spool: Spool | None = None  # set for when_full = "spill"
         metrics.QUEUE_EVENTS.set_function(lambda: len(self._events))
         metrics.QUEUE_BYTES.set_function(lambda: self._bytes)
 
     def __len__(self) -> int:
-        return len(self._events)
+        """Events waiting: in memory, and in the spool behind them."""
+        spooled = self.spool.pending_events if self.spool is not None else 0
+        return len(self._events) + spooled
 
     @property
     def bytes(self) -> int:
         return self._bytes
 
     def room(self) -> int:
-        """How many more events fit now (0 when full by events or by bytes)."""
+        """How many more events fit now (0 when full by events or by bytes).
+
+        With a spool, room is the spool's: the memory bound only decides where they go.
+        """
+        if self.spool is not None:
+            return self.max_events  # a full spool refuses in put_many, counted there
+        return self._memory_room()
+
+    def _memory_room(self) -> int:
         if self._bytes >= self.max_bytes:
             return 0
         return max(0, self.max_events - len(self._events))
 
-    def put_many(self, events: list[Event], sizes: list[int]) -> None:
-        """Append events the caller has already made room for (see ``room()``)."""
+    def put_many(self, events: list[Event], sizes: list[int]) -> int:
+        """Append events the caller has made room for (``room()``); returns how many
+        were refused (only a full spool refuses: the caller counts them as lost)."""
         if not events:
-            return
-        self._events.extend(events)
-        self._sizes.extend(sizes)
-        self._bytes += sum(sizes)
-        metrics.QUEUE_PUSHED.inc(len(events))
+            return 0
+        fit = len(events)
+        if self.spool is not None:
+            fit = 0 if self.spool.pending_events else min(fit, self._memory_room())
+        if fit:
+            self._events.extend(events[:fit] if fit < len(events) else events)
+            self._sizes.extend(sizes[:fit] if fit < len(events) else sizes)
+            self._bytes += sum(sizes[:fit])
+            metrics.QUEUE_PUSHED.inc(fit)
+        refused = 0
+        if fit < len(events):
+            assert self.spool is not None
+            rest = events[fit:]
+            if self.spool.append(rest):
+                metrics.SPILLED_EVENTS.inc(len(rest))
+            else:
+                refused = len(rest)
         self._after_put()
+        return refused
 
     async def put_blocking(self, events: list[Event], sizes: list[int]) -> None:
         """Queue all of ``events``, waiting for room as needed (inputs that never drop)."""
@@ -87,9 +124,11 @@ class EventQueue:
             if room == 0:
                 await self.wait_for_room()
                 continue
-            end = start + room
-            self.put_many(events[start:end], sizes[start:end])
-            start = end
+            end = min(len(events), start + room)
+            refused = self.put_many(events[start:end], sizes[start:end])
+            start = end - refused
+            if refused:
+                await asyncio.sleep(SPOOL_FULL_RETRY_SECONDS)  # these inputs wait, never drop
 
     def put_marker(self, event: Event) -> None:
         """Append a loss marker, whatever the bounds say."""
@@ -100,6 +139,8 @@ class EventQueue:
         self._ready.set()  # markers should not wait for a full batch
 
     def _after_put(self) -> None:
+        if not self._events and not (self.spool is not None and self.spool.pending_events):
+            return
         self._not_empty.set()
         if len(self._events) >= self._flush_threshold or self._bytes >= self.max_bytes:
             self._ready.set()
@@ -115,9 +156,11 @@ class EventQueue:
     async def take(self, max_events: int, max_bytes: int, max_wait: float) -> list[Event]:
         """Take up to a batch; wait up to ``max_wait`` for a full one once any event is there."""
         self._flush_threshold = max_events
+        self._refill()
         if not self._events:
             self._not_empty.clear()
             await self._not_empty.wait()
+            self._refill()
         if len(self._events) < max_events and self._bytes < max_bytes:
             self._ready.clear()
             try:
@@ -126,8 +169,48 @@ class EventQueue:
                 pass
         return self.take_nowait(max_events, max_bytes)
 
+    def _refill(self) -> None:
+        """Move spooled events back to memory, oldest first, as far as memory has room."""
+        spool = self.spool
+        while spool is not None and spool.pending_events:
+            room = self._memory_room()
+            if room == 0:
+                return
+            back, position = spool.read(room)
+            spool.ack(position)  # spill guards memory, not crashes: memory has them now
+            if not back:
+                return
+            self._events.extend(back)
+            sizes = [len(e.get("message") or "") + EVENT_OVERHEAD_BYTES for e in back]
+            self._sizes.extend(sizes)
+            self._bytes += sum(sizes)
+            metrics.UNSPILLED_EVENTS.inc(len(back))
+
+    def spool_memory(self) -> int:
+        """At stop: spool what memory still holds, so the next start ships it."""
+        spool = self.spool
+        if spool is None or not self._events:
+            return 0
+        if spool.pending_events:
+            # Memory holds the oldest events and the spool newer ones; rewriting the
+            # spool to put these first would cost its size again on disk. Their ids
+            # keep them exactly-once and @timestamp still sorts them.
+            log.warning(
+                "Spooling the memory queue behind newer spooled events; they ship after "
+                "them on the next start. events=%d",
+                len(self._events),
+            )
+        stored = spool.append(list(self._events))
+        spool.sync()
+        if stored:
+            self._events.clear()
+            self._sizes.clear()
+            self._bytes = 0
+        return stored
+
     def take_nowait(self, max_events: int, max_bytes: int) -> list[Event]:
         """Take what is there now, up to the bounds (at least one event if any)."""
+        self._refill()
         events, sizes = self._events, self._sizes
         batch: list[Event] = []
         taken_bytes = 0

@@ -61,6 +61,7 @@ MAX_DATAGRAMS_PER_WAKE = 2000
 
 TAG_TRUNCATED = "_message_truncated"
 REASON_QUEUE_FULL = "queue_full"
+REASON_SPOOL_FULL = "spool_full"  # when_full = "spill", and the spool is at its bound
 
 
 class DevlogInput:
@@ -89,6 +90,9 @@ class DevlogInput:
         self._received = metrics.RECEIVED_EVENTS.labels(input=self.name)
         self._received_bytes = metrics.RECEIVED_BYTES.labels(input=self.name)
         self._dropped = metrics.DROPPED_EVENTS.labels(input=self.name, reason=REASON_QUEUE_FULL)
+        self._spool_refused = metrics.DROPPED_EVENTS.labels(
+            input=self.name, reason=REASON_SPOOL_FULL
+        )
         self._truncated = metrics.TRUNCATED_EVENTS.labels(input=self.name)
         self._parse_failures = metrics.PARSE_FAILURES.labels(input=self.name, parser="syslog")
 
@@ -158,6 +162,7 @@ class DevlogInput:
         attribution = self.attribution
         container = self.container
         events: list[dict[str, Any]] = []
+        spool_refused = 0
         sizes: list[int] = []
         received = received_bytes = dropped = truncated = failures = 0
         drop_first_ns = 0
@@ -220,13 +225,16 @@ class DevlogInput:
             room -= 1
             if room == 0:
                 # Re-check: the byte bound may allow fewer than the event bound said.
-                queue.put_many(events, sizes)
+                spool_refused += queue.put_many(events, sizes)
                 events, sizes = [], []
                 room = queue.room()
                 if room == 0 and queue.when_full == "block":
                     self._pause_until_room()
                     break
-        queue.put_many(events, sizes)
+        spool_refused += queue.put_many(events, sizes)
+        if spool_refused:
+            self._spool_refused.inc(spool_refused)
+            self.loss.add(spool_refused, REASON_SPOOL_FULL, time.time_ns(), time.time_ns())
         if received:
             self._received.inc(received)
             self._received_bytes.inc(received_bytes)

@@ -44,6 +44,7 @@ from logpipe.parsers.docker import (
     RawStreamDecoder,
     parse_cri_line,
     parse_json_file_line,
+    parse_timestamp,
 )
 from logpipe.parsers.jsonline import merge_json_line
 from logpipe.parsers.multiline import MultilineJoiner
@@ -93,7 +94,8 @@ class DockerInput:
         self._discovery: asyncio.Task[None] | None = None
         # id -> state, for every container the discovery list or an event has shown
         self._known: dict[str, str] = {}
-        self._finished: dict[str, None] = {}  # ids read to their end (oldest first)
+        # id -> when its last read ran to the end (oldest first, bounded)
+        self._finished: dict[str, int] = {}
         self._expiry: asyncio.Task[None] | None = None
         self._stopping = False
         self.connected = False
@@ -305,10 +307,16 @@ class DockerInput:
             inspect = await self.client.get_json(f"/containers/{cid}/json")
         except DockerAPIError:
             inspect = None
+        state = (inspect or {}).get("State") or {}
+        running = bool(state.get("Running"))
+        finished_ns = self._finished.get(cid)
+        if finished_ns and not running:
+            started_ns = parse_timestamp(str(state.get("StartedAt") or ""))
+            if started_ns < finished_ns:
+                return  # a late or replayed event: this run was read to its end already
         follow = self._follow_state(cid, inspect)
         follow.tty = bool(((inspect or {}).get("Config") or {}).get("Tty"))
         self._follows[cid] = follow
-        running = bool(((inspect or {}).get("State") or {}).get("Running"))
         guard = self._guards.get(cid)
         if boundary == 0 and inspect is not None and self.settings.attach_on_create:
             # Reading from the first line: the runtime's log file, held open, lets the
@@ -353,7 +361,7 @@ class DockerInput:
         self._follows.pop(cid, None)
         if complete:
             # A late or replayed `start` event may follow it again once it is gone.
-            self._finished[cid] = None
+            self._finished[cid] = time.time_ns()
             while len(self._finished) > FINISHED_REMEMBERED:
                 del self._finished[next(iter(self._finished))]
 

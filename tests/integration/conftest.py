@@ -124,15 +124,22 @@ class ES:
         return [h["_id"] for h in self.all_hits(index, query, source=False)]
 
     def all_hits(
-        self, index: str, query: dict[str, Any] | None = None, source: bool | list[str] = True
+        self,
+        index: str,
+        query: dict[str, Any] | None = None,
+        source: bool | list[str] = True,
+        seq_no: bool = False,
     ) -> list[dict[str, Any]]:
-        """Every hit of a query, duplicates included (scroll; no 10k cap)."""
+        """Every hit of a query, duplicates included (scroll; no 10k cap).
+
+        ``seq_no``: each hit carries ``_seq_no``, the order its shard indexed it in."""
         self.refresh(index)
         body = {
             "query": query or {"match_all": {}},
             "size": 5000,
             "_source": source,
             "sort": ["_doc"],
+            "seq_no_primary_term": seq_no,
         }
         status, result = self.request("POST", f"/{index}/_search?scroll=1m", body)
         assert status == 200, result

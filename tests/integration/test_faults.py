@@ -246,3 +246,35 @@ def test_block_policy_pushes_back_instead_of_dropping(logpipe_factory, es: ES):
     sender.join(60)
     wait_for(lambda: es.count(lp.data_stream) == total, 60, f"all {total} documents")
     assert lp.metric("logpipe_dropped_events_total") == 0
+
+
+def test_elasticsearch_down_60s_with_spill_indexes_all_100k_once_in_order(logpipe_factory, es: ES):
+    # 100,000 events at 2,000/s into a memory queue of 10,000 while Elasticsearch is
+    # frozen for 60 s: 90,000 must wait on disk. One sender task, so the order in which
+    # the shard indexes them (_seq_no) is the order logpipe shipped them in.
+    lp = logpipe_factory(
+        queue={"max_events": 10_000, "when_full": "spill"},
+        elasticsearch={"timeout": "3s", "concurrency": 1, "retry_max_backoff": "2s"},
+    )
+    total = 100_000
+    sender = threading.Thread(target=_send_paced, args=(lp.socket_path, total, 2000, "spill"))
+    es.node.pause()
+    try:
+        sender.start()
+        time.sleep(60)
+        sender.join(30)
+        assert lp.metric("logpipe_received_events_total", input="devlog") == total
+        spilled = lp.metric("logpipe_spilled_events_total")
+        assert spilled >= total - 10_000 - 1000  # memory held 10,000, a batch in flight
+    finally:
+        es.node.resume()
+    print(f"spill: {spilled:.0f} of {total} events waited on disk")
+    wait_for(lambda: es.count(lp.data_stream) >= total, 240, f"all {total} documents")
+    assert lp.metric("logpipe_dropped_events_total") == 0
+    hits = es.all_hits(lp.data_stream, source=["event.sequence"], seq_no=True)
+    assert len(hits) == len({h["_id"] for h in hits}) == total
+    in_indexing_order = [
+        h["_source"]["event.sequence"] for h in sorted(hits, key=lambda h: h["_seq_no"])
+    ]
+    assert in_indexing_order == sorted(in_indexing_order)
+    assert sorted(in_indexing_order) == list(range(1, total + 1))

@@ -9,6 +9,7 @@ import pytest
 from logpipe.event import Stamper, loss_marker
 from logpipe.parsers.cee import apply_cee
 from logpipe.queue import EventQueue, LossTracker
+from logpipe.spool import Spool
 from logpipe.timefmt import iso_ns
 
 
@@ -65,6 +66,57 @@ def test_block_policy_waits_for_room() -> None:
         await asyncio.wait_for(waiter, 1)
 
     asyncio.run(scenario())
+
+
+def _spilling_queue(directory, max_events: int, spool_bytes: int = 1 << 20) -> EventQueue:
+    q = EventQueue(max_events, 10**6, "spill")
+    q.spool = Spool(str(directory), spool_bytes, segment_bytes=4096)
+    return q
+
+
+def test_spill_keeps_arrival_order_through_the_spool(tmp_path) -> None:
+    async def scenario() -> None:
+        q = _spilling_queue(tmp_path, max_events=10)
+        assert q.room() == 10
+        assert q.put_many([{"n": i} for i in range(25)], [10] * 25) == 0
+        assert q.spool is not None and q.spool.pending_events == 15
+        # Memory has room again after a take, but new events queue behind the spooled.
+        first = q.take_nowait(4, 10**6)
+        assert q.put_many([{"n": 25}, {"n": 26}], [10, 10]) == 0
+        taken = [e["n"] for e in first]
+        while len(q):
+            taken += [e["n"] for e in await q.take(7, 10**6, 0)]
+        assert taken == list(range(27))
+        assert q.spool.pending_events == 0
+
+    asyncio.run(scenario())
+
+
+def test_spill_past_the_spool_bound_is_refused_and_reported(tmp_path) -> None:
+    async def scenario() -> None:
+        q = _spilling_queue(tmp_path, max_events=2, spool_bytes=300)
+        big = [{"n": i, "message": "x" * 100} for i in range(10)]
+        refused = q.put_many(big, [100] * 10)
+        assert refused == 8  # 2 in memory; the 8 others, one frame, exceed 300 bytes
+        assert [e["n"] for e in q.take_nowait(10, 10**6)] == [0, 1]
+
+    asyncio.run(scenario())
+
+
+def test_stop_spools_memory_and_the_next_start_ships_it(tmp_path) -> None:
+    async def first_run() -> None:
+        q = _spilling_queue(tmp_path, max_events=100)
+        q.put_many([{"n": i} for i in range(5)], [10] * 5)
+        assert q.spool_memory() == 5 and len(q) == 5
+        assert q.spool is not None
+        q.spool.close()
+
+    async def second_run() -> list[int]:
+        q = _spilling_queue(tmp_path, max_events=100)
+        return [e["n"] for e in await q.take(100, 10**6, 0)]
+
+    asyncio.run(first_run())
+    assert asyncio.run(second_run()) == [0, 1, 2, 3, 4]
 
 
 def test_loss_tracker_and_marker() -> None:
