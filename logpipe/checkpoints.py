@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,23 @@ def load(path: str) -> dict[str, int]:
         return {}
 
 
-def save(path: str, positions: dict[str, int]) -> None:
-    """Write ``positions`` to ``path`` (temp file, fsync, rename); a failure is logged."""
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` all at once (temp file, fsync, rename); raises OSError.
+
+    A crash leaves the old file or the new one, never half of either.
+    """
     tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save(path: str, positions: dict[str, int]) -> None:
+    """Write ``positions`` to ``path`` atomically; a failure is logged."""
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(positions, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_json(path, positions)
     except OSError as exc:
         log.warning(
             "Failed to save checkpoints; a restart re-reads more (no duplicates). path=%s error=%s",

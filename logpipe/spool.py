@@ -30,6 +30,8 @@ from typing import Any, BinaryIO, NamedTuple
 
 import msgpack
 
+from logpipe import checkpoints
+
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
@@ -361,15 +363,10 @@ class Spool:
 
     def _save_cursor(self) -> None:
         path = os.path.join(self.directory, CURSOR_NAME)
-        tmp = f"{path}.tmp"
         data = {"segment": self._ack.segment, "offset": self._ack.offset}
         data["check"] = _cursor_check(self._ack)
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            checkpoints.write_json(path, data)
         except OSError as exc:
             # The old cursor stays: a restart replays more (no duplicates), never less.
             log.warning("Failed to save the spool cursor. path=%s error=%s", path, exc)

@@ -124,3 +124,25 @@ class Podman:
         flags = ["-i"] if stdin is not None else ["-d"] if detach else []
         out = self.cli("run", *flags, "--label", TEST_LABEL, *args, input=stdin)
         return out.stdout.strip()
+
+
+RM_LINES = 500
+
+
+def run_rm_burst(podman: Podman, prefix: str, count: int = 3) -> list[str]:
+    """``docker run --rm`` ``count`` containers in a row, each writing RM_LINES numbered
+    lines and exiting at once; returns their names. Several, because one lucky run would
+    prove little: podman can remove such a container before its events are delivered."""
+    names = [f"{prefix}-{n}" for n in range(count)]
+    for name in names:
+        podman.run(
+            "--rm",
+            "--name",
+            name,
+            IMAGE,
+            "sh",
+            "-c",
+            f'i=1; while [ $i -le {RM_LINES} ]; do echo "bye $i"; i=$((i+1)); done',
+            detach=False,
+        )
+    return names

@@ -67,6 +67,14 @@ def wait_for_count(
     raise AssertionError(f"timed out after {timeout}s: {count} of {expected} documents in {index}")
 
 
+def assert_numbered_lines(es: ES, index: str, query: dict[str, Any], count: int) -> None:
+    """Lines ``"<word> N"`` for every N in 1..count are in ``index``, each once."""
+    wait_for_count(es, index, count, 30, query)
+    hits = es.search(index, query, size=count + 100)
+    numbers = sorted(int(h["_source"]["message"].split()[1]) for h in hits)
+    assert numbers == list(range(1, count + 1))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

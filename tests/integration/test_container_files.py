@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.podman import IMAGE, Podman
-from tests.integration.conftest import ES, wait_for_count
+from tests.containers.podman import IMAGE, RM_LINES, Podman, run_rm_burst
+from tests.integration.conftest import ES, assert_numbered_lines, wait_for_count
 
 pytestmark = pytest.mark.integration
 
@@ -178,19 +178,5 @@ def test_rm_containers_that_exit_at_once_lose_nothing_in_files_mode(
     # inode goes straight to the next one's log (ids by inode alone collided here).
     settings = {**files_input([PODMAN_LOGS], podman.socket_path), "poll_interval": "250ms"}
     lp = logpipe_factory(**{"inputs.docker": settings})
-    for n in range(3):
-        podman.run(
-            "--rm",
-            "--name",
-            f"fileshort-{n}",
-            IMAGE,
-            "sh",
-            "-c",
-            'i=1; while [ $i -le 500 ]; do echo "bye $i"; i=$((i+1)); done',
-            detach=False,
-        )
-    for n in range(3):
-        query = {"term": {"container.name": f"fileshort-{n}"}}
-        wait_for_count(es, lp.data_stream, 500, 30, query)
-        hits = es.search(lp.data_stream, query, size=1000)
-        assert sorted(int(h["_source"]["message"].split()[1]) for h in hits) == list(range(1, 501))
+    for name in run_rm_burst(podman, "fileshort"):
+        assert_numbered_lines(es, lp.data_stream, {"term": {"container.name": name}}, RM_LINES)

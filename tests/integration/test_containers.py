@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.containers.podman import IMAGE, Podman
-from tests.integration.conftest import ES, wait_for, wait_for_count
+from tests.containers.podman import IMAGE, RM_LINES, Podman, run_rm_burst
+from tests.integration.conftest import ES, assert_numbered_lines, wait_for, wait_for_count
 
 pytestmark = pytest.mark.integration
 
@@ -76,22 +76,8 @@ def test_rm_container_that_exits_at_once_loses_nothing(logpipe_factory, es: ES, 
     # Three in a row: podman can remove such a container before its `start` event is
     # even delivered, so one lucky run would prove little.
     lp = logpipe_factory(**{"inputs.docker": docker_input(podman)})
-    for n in range(3):
-        podman.run(
-            "--rm",
-            "--name",
-            f"shortlived-{n}",
-            IMAGE,
-            "sh",
-            "-c",
-            'i=1; while [ $i -le 500 ]; do echo "bye $i"; i=$((i+1)); done',
-            detach=False,
-        )
-    for n in range(3):
-        query = {"term": {"container.name": f"shortlived-{n}"}}
-        wait_for_count(es, lp.data_stream, 500, 30, query)
-        hits = es.search(lp.data_stream, query, size=1000)
-        assert sorted(int(h["_source"]["message"].split()[1]) for h in hits) == list(range(1, 501))
+    for name in run_rm_burst(podman, "shortlived"):
+        assert_numbered_lines(es, lp.data_stream, {"term": {"container.name": name}}, RM_LINES)
 
 
 def test_rm_container_removed_while_logpipe_is_frozen_still_arrives_whole(
