@@ -6,6 +6,7 @@ import json
 import os
 import select
 import socket
+import subprocess
 import threading
 import time
 
@@ -278,3 +279,48 @@ def test_elasticsearch_down_60s_with_spill_indexes_all_100k_once_in_order(logpip
     ]
     assert in_indexing_order == sorted(in_indexing_order)
     assert sorted(in_indexing_order) == list(range(1, total + 1))
+
+
+def test_spool_on_a_full_file_system_drops_counted_and_marked(logpipe_factory, es: ES, tmp_path):
+    # data_dir on a 1 MiB tmpfs the test mounts: the spool meets a real ENOSPC.
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        lp = logpipe_factory(
+            service={"data_dir": str(small)},
+            queue={"max_events": 500, "when_full": "spill", "loss_marker_interval": "1s"},
+            elasticsearch={"batch_max_events": 250, "timeout": "3s"},
+        )
+        total = 20_000  # ~300 bytes each on disk: several MiB, far past the 1 MiB
+        es.node.pause()
+        try:
+            _send_paced(lp.socket_path, total, 10_000, "full")
+            wait_for(
+                lambda: lp.metric("logpipe_received_events_total", input="devlog") == total,
+                30,
+                "logpipe to read every datagram",
+            )
+            dropped = lp.metric("logpipe_dropped_events_total", reason="spool_full")
+            assert 0 < dropped < total
+            assert lp.metric("logpipe_spilled_events_total") > 0
+        finally:
+            es.node.resume()
+        markers = {"term": {"event.action": "dropped"}}
+        events = {"bool": {"must_not": [markers]}}
+
+        def settled() -> bool:
+            if es.count(lp.data_stream) <= 0:
+                return False  # nothing indexed yet (-1: no data stream yet)
+            hits = es.search(lp.data_stream, markers)
+            marked = sum(h["_source"]["logpipe.loss.count"] for h in hits)
+            return marked == dropped and es.count(lp.data_stream, events) == total - dropped
+
+        wait_for(settled, 120, "every event indexed or dropped, and every drop marked")
+        reasons = {h["_source"]["logpipe.loss.reason"] for h in es.search(lp.data_stream, markers)}
+        assert reasons == {"spool_full"}
+        assert lp.proc is not None and lp.proc.poll() is None  # never died of it
+        print(f"spool on 1 MiB: {dropped:.0f} of {total} dropped as spool_full, all marked")
+        assert lp.stop() == 0
+    finally:
+        subprocess.run(["umount", "--lazy", str(small)], check=False)
