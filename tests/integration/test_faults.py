@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -324,3 +325,42 @@ def test_spool_on_a_full_file_system_drops_counted_and_marked(logpipe_factory, e
         assert lp.stop() == 0
     finally:
         subprocess.run(["umount", "--lazy", str(small)], check=False)
+
+
+def _rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set of a process, MiB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def test_memory_stays_bounded_while_a_million_events_wait_on_disk(logpipe_factory, es: ES):
+    lp = logpipe_factory(
+        queue={"max_events": 10_000, "when_full": "spill"},
+        elasticsearch={"timeout": "3s"},
+    )
+    (worker,) = lp.worker_pids()
+    total = 1_000_000
+    es.node.pause()
+    try:
+        blocked, sent = _flood(lp.socket_path, total)
+        wait_for(
+            lambda: lp.metric("logpipe_received_events_total", input="devlog") == sent,
+            120,
+            "logpipe to read every datagram",
+        )
+        rss, peak = _rss_mib(worker)
+        spooled = lp.metric("logpipe_spool_bytes")
+        assert lp.metric("logpipe_dropped_events_total") == 0
+        # all but the memory queue (10,000) and two batches in flight (2 × 2,000)
+        assert lp.metric("logpipe_spilled_events_total") >= total - 14_000
+    finally:
+        es.node.resume()
+    print(
+        f"1,000,000 waiting: worker RSS {rss:.0f} MiB (peak {peak:.0f}), spool "
+        f"{spooled / 2**20:.0f} MiB, sender blocked {blocked:.1f} s"
+    )
+    assert peak < 200, f"peak RSS {peak:.0f} MiB with a million events spilled"
+    # Not waiting for a million documents to index (minutes here): on stop the worker
+    # spools what it still holds, which the spill tests above already cover.
