@@ -353,7 +353,7 @@ def test_memory_stays_bounded_while_a_million_events_wait_on_disk(logpipe_factor
         rss, peak = _rss_mib(worker)
         spooled = lp.metric("logpipe_spool_bytes")
         assert lp.metric("logpipe_dropped_events_total") == 0
-        # all but the memory queue (10,000) and two batches in flight (2 × 2,000)
+        # all but the memory queue (10,000) and two batches in flight (2 x 2,000)
         assert lp.metric("logpipe_spilled_events_total") >= total - 14_000
     finally:
         es.node.resume()

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.containers.podman import IMAGE, Podman
-from tests.integration.conftest import ES, wait_for, wait_for_count
+from tests.integration.conftest import ES, assert_numbered_lines, wait_for, wait_for_count
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +119,23 @@ def test_a_killed_worker_is_started_again_on_the_same_socket(logpipe_factory, es
     wait_for(lambda: lp.get("/readyz")[0] == 200, 30, "the new worker ready")
     assert os.stat(lp.socket_path).st_ino == inode
     assert "Worker exited; starting another" in lp.log_text()
+
+
+def test_ten_sighups_in_a_second_leave_one_worker_and_lose_nothing(logpipe_factory, es: ES) -> None:
+    lp = logpipe_factory()
+    assert lp.proc is not None
+    inode = os.stat(lp.socket_path).st_ino
+    total = 3000
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        for n in range(total):
+            if n % 300 == 0:
+                os.kill(lp.proc.pid, signal.SIGHUP)  # ten, 0.1 s apart
+            s.sendto(f"<14>Nov 29 10:00:00 hups: line {n + 1}".encode(), lp.socket_path)
+            time.sleep(1 / total)
+    query = {"term": {"process.name": "hups"}}
+    assert_numbered_lines(es, lp.data_stream, query, total)
+    # Signals that come while a reload is under way are folded into one more reload.
+    wait_for(lambda: len(lp.worker_pids()) == 1, 60, "one worker left")
+    assert lp.get("/readyz")[0] == 200
+    assert os.stat(lp.socket_path).st_ino == inode
+    assert 1 <= lp.log_text().count("Reloading: a worker on the new config") <= 10
