@@ -169,6 +169,9 @@ class ElasticsearchSettings:
     )
     data_stream: str = _setting("logs-logpipe-default", "stream", "Where events go.")
     dlq_data_stream: str = _setting("logs-logpipe.dlq-default", "stream", "Where rejects go.")
+    repair_conflicts: bool = _setting(
+        False, "bool", "Re-send a mapping conflict with the value under logpipe.conflicts."
+    )
     batch_max_events: int = _setting(2000, "int", "Events in one _bulk request at most.")
     batch_max_bytes: int = _setting(5 * 1024**2, "size", "Bytes in one _bulk request at most.")
     flush_interval: float = _setting(1.0, "duration", "A partial batch waits this long at most.")

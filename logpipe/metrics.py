@@ -42,6 +42,10 @@ SPILLED_EVENTS = Counter(
 UNSPILLED_EVENTS = Counter(
     "logpipe_unspilled_events_total", "Events read back from the disk spool into memory."
 )
+REPAIRED_EVENTS = Counter(
+    "logpipe_repaired_events_total",
+    "Documents re-sent with a conflicting value moved under logpipe.conflicts.",
+)
 SPOOL_BYTES = Gauge("logpipe_spool_bytes", "Bytes in the disk spool not yet read back.")
 
 INDEXED_EVENTS = Counter(

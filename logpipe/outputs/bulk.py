@@ -10,6 +10,7 @@ and a dead letter can quote the original document verbatim.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ RETRY_ERROR_TYPES = frozenset(
     }
 )
 
+TAG_CONFLICT = "_mapping_conflict"
 _ACTION_HEAD = b'{"create":{"_id":"'
 _ACTION_TAIL = b'"}}\n'
 
@@ -163,3 +165,68 @@ def dead_letter(
     if "event.dataset" in source:
         event["event.dataset"] = source["event.dataset"]
     return event
+
+
+# A rejection that names one field whose value the mapping cannot take.
+CONFLICT_TYPES = ("document_parsing_exception", "mapper_parsing_exception")
+_CONFLICT_FIELD = (
+    re.compile(r"object mapping for \[([^\]]+)\] tried to parse field"),
+    re.compile(r"failed to parse field \[([^\]]+)\]"),
+    re.compile(r"mapper \[([^\]]+)\] cannot be changed"),
+    re.compile(r"non object mapping \[([^\]]+)\]"),
+)
+CONFLICTS_PREFIX = "logpipe.conflicts."
+_MISSING = object()
+
+
+def conflict_field(rejection: Rejection) -> str | None:
+    """The dotted path of the field a mapping conflict is about, if the reason names one."""
+    if rejection.error_type not in CONFLICT_TYPES:
+        return None
+    for pattern in _CONFLICT_FIELD:
+        m = pattern.search(rejection.reason)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _pop_path(source: dict[str, Any], path: str) -> Any:
+    """Remove and return the value at a dotted ``path``: a flat key or nested objects."""
+    if path in source:
+        return source.pop(path)
+    parts = path.split(".")
+    for cut in range(1, len(parts)):
+        head = ".".join(parts[:cut])
+        inner = source.get(head)
+        if isinstance(inner, dict):
+            value = _pop_path(inner, ".".join(parts[cut:]))
+            if value is not _MISSING:
+                return value
+    return _MISSING
+
+
+def repair_conflict(rejection: Rejection) -> Doc | None:
+    """The rejected document with the conflicting value moved to a string field under
+    ``logpipe.conflicts.``, where the mapping takes any text; None if it cannot be.
+
+    The document keeps its id (it was not indexed) and everything else it had, so it
+    lands in the data stream users search, tagged ``_mapping_conflict``.
+    """
+    path = conflict_field(rejection)
+    if path is None or path.startswith(CONFLICTS_PREFIX):
+        return None
+    try:
+        source = orjson.loads(rejection.doc.source)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(source, dict):
+        return None
+    value = _pop_path(source, path)
+    if value is _MISSING:
+        return None
+    source[CONFLICTS_PREFIX + path] = (
+        value if isinstance(value, str) else orjson.dumps(value).decode()
+    )
+    tags = source.get("tags")
+    source["tags"] = [*tags, TAG_CONFLICT] if isinstance(tags, list) else [TAG_CONFLICT]
+    return Doc(rejection.doc.id, orjson.dumps(source))

@@ -34,6 +34,7 @@ from logpipe.timefmt import iso_ns
 log = logging.getLogger(__name__)
 
 OUTPUT = "elasticsearch"
+MAX_REPAIRS_PER_DOC = 5  # conflicts in one document; past that, a dead letter
 TEMPLATE_RECHECK_SECONDS = 10.0
 HEALTH_INTERVAL_SECONDS = 5.0
 
@@ -129,6 +130,7 @@ class ElasticsearchOutput:
         """Send until every doc is delivered or rejected; dead-letter the rejects."""
         attempt = 0
         pending = docs
+        repairs: dict[str, int] = {}  # id -> conflicts repaired in it so far
         while pending:
             try:
                 answer = await self._post_bulk(data_stream, bulk.body(pending))
@@ -157,14 +159,34 @@ class ElasticsearchOutput:
             self._indexed.inc(outcome.delivered)
             if outcome.duplicates:
                 self._duplicates.inc(outcome.duplicates)
-            if outcome.rejected:
-                await self._dead_letter(data_stream, outcome.rejected)
-            pending = outcome.retry
+            rejected, repaired = outcome.rejected, []
+            if rejected and self.settings.repair_conflicts:
+                rejected, repaired = self._repair(rejected, repairs)
+            if rejected:
+                await self._dead_letter(data_stream, rejected)
+            pending = outcome.retry + repaired
             if pending:
                 attempt += 1
                 for reason, count in outcome.retry_reasons.items():
                     metrics.RETRIES.labels(output=OUTPUT, reason=reason).inc(count)
                 await self._backoff(attempt)
+
+    def _repair(
+        self, rejected: list[bulk.Rejection], repairs: dict[str, int]
+    ) -> tuple[list[bulk.Rejection], list[bulk.Doc]]:
+        """Split rejects into those still for the dead-letter stream and repaired docs."""
+        still: list[bulk.Rejection] = []
+        repaired: list[bulk.Doc] = []
+        for rejection in rejected:
+            done = repairs.get(rejection.doc.id, 0)
+            doc = bulk.repair_conflict(rejection) if done < MAX_REPAIRS_PER_DOC else None
+            if doc is None:
+                still.append(rejection)
+                continue
+            repairs[doc.id] = done + 1
+            repaired.append(doc)
+            metrics.REPAIRED_EVENTS.inc()
+        return still, repaired
 
     async def _deliver_too_large(
         self, data_stream: str, docs: list[bulk.Doc], exc: BulkRequestError

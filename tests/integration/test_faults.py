@@ -163,6 +163,29 @@ def test_mapping_conflict_goes_to_dead_letter_stream(logpipe_factory, es: ES):
     assert lp.metric("logpipe_failed_events_total", reason="document_parsing_exception") == 1
 
 
+def test_mapping_conflict_repaired_lands_in_the_main_stream(logpipe_factory, es: ES):
+    lp = logpipe_factory(elasticsearch={"repair_conflicts": True})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(
+            b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "first", "detail": {"code": 7}}',
+            lp.socket_path,
+        )
+        wait_for(lambda: es.count(lp.data_stream) == 1, 10, "the object-typed document")
+        s.sendto(
+            b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "second", "detail": "plain"}',
+            lp.socket_path,
+        )
+    wait_for(lambda: es.count(lp.data_stream) == 2, 15, "the repaired document")
+    (hit,) = es.search(lp.data_stream, {"term": {"tags": "_mapping_conflict"}})
+    src = hit["_source"]
+    assert src["message"] == "second"
+    assert src["logpipe.conflicts.logpipe.cee.detail"] == "plain"
+    assert "logpipe.cee.detail" not in src and "detail" not in src.get("logpipe.cee", {})
+    assert es.count(lp.dlq_data_stream) <= 0  # nothing dead-lettered (-1: no stream)
+    assert lp.metric("logpipe_repaired_events_total") == 1
+    assert lp.metric("logpipe_dead_lettered_events_total") == 0
+
+
 def test_first_host_down_fails_over_to_the_next(logpipe_factory, es: ES):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

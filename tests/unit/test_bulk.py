@@ -86,3 +86,26 @@ def test_dead_letter_keeps_the_original_whole() -> None:
     assert letter["error.message"] == "why"
     assert letter["@timestamp"] == "2026-01-01T00:00:00.000000000Z"
     assert letter["_id"] == "x" and letter["event.dataset"] == "logpipe.devlog"
+
+
+def test_a_mapping_conflict_is_repaired_into_logpipe_conflicts() -> None:
+    doc = bulk.Doc("id-1", orjson.dumps({"message": "m", "logpipe.cee": {"detail": "plain"}}))
+    reason = (
+        "[1:240] object mapping for [logpipe.cee.detail] tried to parse field [detail] as "
+        "object, but found a concrete value"
+    )
+    fixed = bulk.repair_conflict(bulk.Rejection(doc, 400, "document_parsing_exception", reason))
+    assert fixed is not None and fixed.id == "id-1"
+    source = orjson.loads(fixed.source)
+    assert source["logpipe.conflicts.logpipe.cee.detail"] == "plain"
+    assert source["logpipe.cee"] == {} and source["tags"] == ["_mapping_conflict"]
+    typed = bulk.Doc("id-2", orjson.dumps({"n.count": [1, 2]}))
+    reason = "failed to parse field [n.count] of type [long] in document with id 'id-2'"
+    fixed = bulk.repair_conflict(bulk.Rejection(typed, 400, "document_parsing_exception", reason))
+    assert fixed is not None
+    assert orjson.loads(fixed.source)["logpipe.conflicts.n.count"] == "[1,2]"
+    # Not a conflict, or a field it cannot find: left for the dead-letter stream.
+    other = bulk.Rejection(doc, 400, "illegal_argument_exception", "failed to parse field [x]")
+    assert bulk.repair_conflict(other) is None
+    missing = bulk.Rejection(doc, 400, "document_parsing_exception", "failed to parse field [y]")
+    assert bulk.repair_conflict(missing) is None
