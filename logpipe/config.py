@@ -155,7 +155,16 @@ class QueueSettings:
         "drop_newest", "enum", "drop_newest | block | spill", choices=WHEN_FULL_POLICIES
     )
     spill_max_bytes: int = _setting(
-        1024**3, "size", "spill: the disk spool's bound (data_dir/spool); past it, drops."
+        1024**3, "size", "spill, durability: the disk spool's bound; past it, drops."
+    )
+    durability: str = _setting(
+        "memory",
+        "enum",
+        "memory | disk: spool every event before it counts as received",
+        choices=("memory", "disk"),
+    )
+    fsync_interval: float = _setting(
+        1.0, "duration", "durability = disk: how often the spool is fsynced (0: every batch)."
     )
     loss_marker_interval: float = _setting(
         10.0, "duration", "How often a loss-marker event sums up the drops of each input."

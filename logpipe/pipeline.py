@@ -43,13 +43,17 @@ class Pipeline:
         node = settings.node_name
         q = settings.queue
         self.queue = EventQueue(q.max_events, q.max_bytes, q.when_full)
-        if q.when_full == "spill":
+        if q.when_full == "spill" or q.durability == "disk":
+            durable = q.durability == "disk"
             spool = Spool(
                 os.path.join(settings.service.data_dir, "spool", "queue"),
                 q.spill_max_bytes,
-                fsync_interval=SPILL_FSYNC_SECONDS,
+                fsync_interval=q.fsync_interval if durable else SPILL_FSYNC_SECONDS,
             )
-            self.queue.spool = spool
+            if durable:
+                self.queue.make_durable(spool)
+            else:
+                self.queue.spool = spool
             metrics.SPOOL_BYTES.set_function(lambda: spool.pending_bytes)
             if spool.pending_events:
                 log.info(
@@ -160,6 +164,7 @@ class Pipeline:
         for sockets in self.container_sockets:
             sockets.start(loop)
         markers = asyncio.create_task(self._loss_markers(), name="loss-markers")
+        syncs = asyncio.create_task(self._sync_spool(), name="spool-sync")
         checkpoints = asyncio.create_task(self._checkpoints(), name="checkpoints")
         log.info("logpipe is running. inputs=%s node=%s", len(self.inputs), self.settings.node_name)
         _tell_supervisor_ready()
@@ -171,6 +176,7 @@ class Pipeline:
             sockets.stop()
         markers.cancel()
         checkpoints.cancel()
+        syncs.cancel()
         self._emit_loss_markers()
         await self._drain(time.monotonic() + self.settings.service.shutdown_timeout)
         if self.queue.spool is not None:
@@ -218,6 +224,16 @@ class Pipeline:
                 if saved.get(docker.name) != positions:
                     docker.save_checkpoints()
                     saved[docker.name] = positions
+
+    async def _sync_spool(self) -> None:
+        """fsync the spool on a timer too: the last appends before a lull must not wait
+        for the next append to reach the disk."""
+        spool = self.queue.spool
+        if spool is None:
+            return
+        while True:
+            await asyncio.sleep(max(self.settings.queue.fsync_interval, 0.05))
+            spool.sync()
 
     async def _loss_markers(self) -> None:
         interval = self.settings.queue.loss_marker_interval

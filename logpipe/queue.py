@@ -40,13 +40,19 @@ class EventQueue:
 
     # Hot path: every event passes through put_many/take, so no __dict__.
     __slots__ = (
+        "_batches",
         "_bytes",
         "_events",
         "_flush_threshold",
+        "_frame_of",
+        "_frames",
         "_has_room",
+        "_next_token",
         "_not_empty",
         "_ready",
         "_sizes",
+        "_unread",
+        "durable",
         "max_bytes",
         "max_events",
         "spool",
@@ -65,14 +71,30 @@ class EventQueue:
         self._has_room = asyncio.Event()
         self._has_room.set()
         self._flush_threshold = 1
-        self.spool: Spool | None = None  # set for when_full = "spill"
+        self.spool: Spool | None = None  # set for when_full = "spill" or durability
+        # durability = "disk": every event is spooled first, memory holds what is read
+        # back, and the spool is acknowledged as batches are delivered, in order.
+        self.durable = False
+        self._unread = 0  # events in the spool not yet read back
+        self._frames: deque[_Frame] = deque()  # read back, not yet all delivered
+        self._frame_of: deque[_Frame | None] = deque()  # per event in memory
+        self._batches: dict[int, list[_Frame | None]] = {}
+        self._next_token = 0
         metrics.QUEUE_EVENTS.set_function(lambda: len(self._events))
         metrics.QUEUE_BYTES.set_function(lambda: self._bytes)
 
     def __len__(self) -> int:
         """Events waiting: in memory, and in the spool behind them."""
+        if self.durable:
+            return len(self._events) + self._unread
         spooled = self.spool.pending_events if self.spool is not None else 0
         return len(self._events) + spooled
+
+    def make_durable(self, spool: Spool) -> None:
+        """durability = "disk": from now on every event goes through ``spool``."""
+        self.spool = spool
+        self.durable = True
+        self._unread = spool.pending_events  # a crash's leftovers ship first
 
     @property
     def bytes(self) -> int:
@@ -96,6 +118,13 @@ class EventQueue:
         """Append events the caller has made room for (``room()``); returns how many
         were refused (only a full spool refuses: the caller counts them as lost)."""
         if not events:
+            return 0
+        if self.durable:
+            assert self.spool is not None
+            if not self.spool.append(events):
+                return len(events)
+            self._unread += len(events)
+            self._after_put()
             return 0
         fit = len(events)
         if self.spool is not None:
@@ -134,12 +163,18 @@ class EventQueue:
         """Append a loss marker, whatever the bounds say."""
         self._events.append(event)
         self._sizes.append(0)
+        if self.durable:
+            self._frame_of.append(None)  # in memory only: a marker is re-made after a crash
         metrics.QUEUE_PUSHED.inc()
         self._not_empty.set()
         self._ready.set()  # markers should not wait for a full batch
 
     def _after_put(self) -> None:
-        if not self._events and not (self.spool is not None and self.spool.pending_events):
+        if (
+            not self._events
+            and not self._unread
+            and not (self.spool is not None and self.spool.pending_events)
+        ):
             return
         self._not_empty.set()
         if len(self._events) >= self._flush_threshold or self._bytes >= self.max_bytes:
@@ -171,6 +206,9 @@ class EventQueue:
 
     def _refill(self) -> None:
         """Move spooled events back to memory, oldest first, as far as memory has room."""
+        if self.durable:
+            self._read_back()
+            return
         spool = self.spool
         while spool is not None and spool.pending_events:
             room = self._memory_room()
@@ -186,11 +224,44 @@ class EventQueue:
             self._bytes += sum(sizes)
             metrics.UNSPILLED_EVENTS.inc(len(back))
 
+    def _read_back(self) -> None:
+        """durability: read frames into memory; acknowledged only once delivered."""
+        spool = self.spool
+        assert spool is not None
+        while self._unread and self._memory_room():
+            back, end = spool.read(1)  # one whole frame
+            if not back:
+                self._unread = 0
+                return
+            frame = _Frame(end, len(back))
+            self._frames.append(frame)
+            self._events.extend(back)
+            sizes = [len(e.get("message") or "") + EVENT_OVERHEAD_BYTES for e in back]
+            self._sizes.extend(sizes)
+            self._bytes += sum(sizes)
+            self._frame_of.extend([frame] * len(back))
+            self._unread = max(0, self._unread - len(back))
+
+    def done(self, token: int | None) -> None:
+        """The output has finished with the batch of ``token`` (``Batch.token``; None for
+        a plain list): delivered or dead-lettered. Acknowledges the spool in order."""
+        frames = self._batches.pop(token, None) if token is not None else None
+        if not frames:
+            return
+        for frame in frames:
+            if frame is not None:
+                frame.left -= 1
+        end = None
+        while self._frames and self._frames[0].left == 0:
+            end = self._frames.popleft().end
+        if end is not None and self.spool is not None:
+            self.spool.ack(end)
+
     def spool_memory(self) -> int:
         """At stop: spool what memory still holds, so the next start ships it."""
         spool = self.spool
-        if spool is None or not self._events:
-            return 0
+        if spool is None or not self._events or self.durable:
+            return 0  # durable: everything in memory is in the spool already
         if spool.pending_events:
             # Memory holds the oldest events and the spool newer ones; rewriting the
             # spool to put these first would cost its size again on disk. Their ids
@@ -222,12 +293,34 @@ class EventQueue:
             sizes.popleft()
             taken_bytes += size
         self._bytes -= taken_bytes
+        if self.durable and batch:
+            frame_of = self._frame_of
+            token = self._next_token = self._next_token + 1
+            self._batches[token] = [frame_of.popleft() for _ in range(len(batch))]
+            batch = Batch(batch)
+            batch.token = token
         if batch:
             metrics.QUEUE_POPPED.inc(len(batch))
             self._has_room.set()
         if events and len(events) >= self._flush_threshold:
             self._ready.set()
         return batch
+
+
+class Batch(list[Event]):
+    """A batch taken in durable mode: its token tells ``done`` which frames it held."""
+
+    __slots__ = ("token",)
+
+
+class _Frame:
+    """One spool frame read back into memory: where it ends, and its events not done."""
+
+    __slots__ = ("end", "left")
+
+    def __init__(self, end: Any, left: int) -> None:
+        self.end = end
+        self.left = left
 
 
 class LossTracker:

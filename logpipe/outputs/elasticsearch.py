@@ -116,6 +116,7 @@ class ElasticsearchOutput:
             if not events:
                 continue
             self._in_flight += 1
+            token = getattr(events, "token", None)  # durability: acknowledges the spool
             try:
                 for enrich in self.enrichers:
                     # Per batch, not per event: one API lookup per new container.
@@ -123,6 +124,7 @@ class ElasticsearchOutput:
                 docs = bulk.encode(events)
                 del events
                 await self._deliver(s.data_stream, docs)
+                self.queue.done(token)
             finally:
                 self._in_flight -= 1
 

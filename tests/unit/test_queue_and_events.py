@@ -119,6 +119,29 @@ def test_stop_spools_memory_and_the_next_start_ships_it(tmp_path) -> None:
     assert asyncio.run(second_run()) == [0, 1, 2, 3, 4]
 
 
+def test_durable_queue_acknowledges_only_what_was_delivered(tmp_path) -> None:
+    async def first_run() -> None:
+        q = EventQueue(100, 10**6, "drop_newest")
+        q.make_durable(Spool(str(tmp_path), 1 << 20, segment_bytes=4096))
+        for start in (0, 10, 20):  # three frames of ten
+            assert q.put_many([{"n": i} for i in range(start, start + 10)], [10] * 10) == 0
+        assert len(q) == 30
+        batch = await q.take(15, 10**6, 0)
+        assert [e["n"] for e in batch] == list(range(15))
+        q.done(getattr(batch, "token", None))  # frame 1 whole, frame 2 half: ack frame 1
+        q.take_nowait(100, 10**6)  # taken, never delivered: a crash comes first
+        assert q.spool is not None
+        q.spool.sync()  # no close: as after SIGKILL
+
+    async def second_run() -> list[int]:
+        q = EventQueue(100, 10**6, "drop_newest")
+        q.make_durable(Spool(str(tmp_path), 1 << 20, segment_bytes=4096))
+        return [e["n"] for e in await q.take(100, 10**6, 0)]
+
+    asyncio.run(first_run())
+    assert asyncio.run(second_run()) == list(range(10, 30))
+
+
 def test_loss_tracker_and_marker() -> None:
     tracker = LossTracker("devlog")
     tracker.add(5, "queue_full", 1_000, 2_000)
