@@ -39,13 +39,16 @@ for n in range(count):
 """
 
 
-def run_once(messages: int, senders: int, event_loop: str) -> dict[str, float]:
+def run_once(
+    messages: int, senders: int, event_loop: str, queue_toml: str = 'when_full = "block"'
+) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="logpipe-bench-"))
     sock_path = str(work / "dev-log")
     rig = Rig(
         work,
         f'[inputs.devlog]\ntype = "devlog"\npath = "{sock_path}"\n',
         f'event_loop = "{event_loop}"',
+        queue_toml,
     )
     try:
         wait_for(lambda: os.path.exists(sock_path), 20)

@@ -54,7 +54,13 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> None:
 class Rig:
     """A counting sink and a logpipe process configured by ``inputs_toml``."""
 
-    def __init__(self, work: Path, inputs_toml: str, service_toml: str = "") -> None:
+    def __init__(
+        self,
+        work: Path,
+        inputs_toml: str,
+        service_toml: str = "",
+        queue_toml: str = 'when_full = "block"',
+    ) -> None:
         self.port, admin = free_port(), free_port()
         self.sink_url = f"http://127.0.0.1:{self.port}"
         config = work / "bench.toml"
@@ -62,7 +68,7 @@ class Rig:
             f'[service]\ndata_dir = "{work}/data"\n{service_toml}\n'
             f'[admin]\nlisten = "127.0.0.1:{admin}"\n'
             f"{inputs_toml}\n"
-            f'[queue]\nwhen_full = "block"\n'
+            f"[queue]\n{queue_toml}\n"
             f'[elasticsearch]\nhosts = ["{self.sink_url}"]\nflush_interval = "100ms"\n'
         )
         self.sink = subprocess.Popen(
