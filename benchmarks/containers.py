@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import ROOT, Rig, cpu_seconds, peak_rss_mib, wait_for
+from benchmarks.harness import ROOT, Rig, append_result, cpu_seconds, peak_rss_mib, wait_for
 
 RESULTS = ROOT / "benchmarks" / "results" / "containers.jsonl"
 CID = "b" * 64
@@ -106,12 +106,7 @@ def main() -> None:
             f"{mode:>6} {r['lines']:>9} {r['lines_per_second']:>9} {r['cpu_us_per_line']:>12} "
             f"{r['peak_rss_mib']:>13}"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as fh:
-        fh.write(
-            json.dumps({"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), **results})
-            + "\n"
-        )
+    append_result(RESULTS, {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), **results})
 
 
 if __name__ == "__main__":

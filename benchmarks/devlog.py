@@ -11,7 +11,6 @@ the queue policy is ``block``, so every message is delivered and none is dropped
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -20,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import ROOT, Rig, cpu_seconds, peak_rss_mib, wait_for
+from benchmarks.harness import ROOT, Rig, append_result, cpu_seconds, peak_rss_mib, wait_for
 
 RESULTS = ROOT / "benchmarks" / "results" / "devlog.jsonl"
 PAYLOAD_BYTES = 120
@@ -105,9 +104,7 @@ def main() -> None:
         "runs": runs,
         "best": best,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    append_result(RESULTS, record)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ line to benchmarks/results/durability.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 from benchmarks.devlog import run_once
-from benchmarks.harness import ROOT
+from benchmarks.harness import ROOT, append_result
 
 RESULTS = ROOT / "benchmarks" / "results" / "durability.jsonl"
 VARIANTS = {
@@ -54,9 +53,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "best": best,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    append_result(RESULTS, record)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -89,3 +90,10 @@ class Rig:
         self.lp.wait(30)
         self.sink.terminate()
         self.sink.wait(10)
+
+
+def append_result(path: Path, record: dict[str, Any]) -> None:
+    """One JSON line per benchmark run, appended to ``benchmarks/results/<name>.jsonl``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")

@@ -122,6 +122,10 @@ class Supervisor:
         self.sockets: dict[str, socket.socket] = {}
         self.worker: Worker | None = None
         self.retiring: list[Worker] = []  # told to stop; reaped as they exit
+        # to stop once the current worker is reading (adopted across a re-exec)
+        self.retiring_on_ready: list[Worker] = []
+        self._hup_pending = False
+        self._usr2_pending = False
         self.rollover: _Rollover | None = None
         self._signals: list[signal.Signals] = []
         self._restart_delay = RESTART_FIRST_SECONDS
@@ -185,10 +189,6 @@ class Supervisor:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signals.append(signal.Signals(signum))
-
-    _hup_pending = False
-    _usr2_pending = False
-    retiring_on_ready: list[Worker]
 
     def _tick(self) -> None:
         self.retiring = [w for w in self.retiring if w.poll() is None]

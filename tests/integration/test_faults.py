@@ -138,8 +138,8 @@ def test_flood_with_elasticsearch_frozen_drops_counted_and_marked(logpipe_factor
     assert len(set(es.all_ids(lp.data_stream))) == indexed_events + len(markers)
 
 
-def test_mapping_conflict_goes_to_dead_letter_stream(logpipe_factory, es: ES):
-    lp = logpipe_factory()
+def _send_conflicting_pair(lp, es: ES, then: bytes = b"") -> None:
+    """`detail` first as an object (mapped so), then as text: a real mapping conflict."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.sendto(
             b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "first", "detail": {"code": 7}}',
@@ -150,7 +150,13 @@ def test_mapping_conflict_goes_to_dead_letter_stream(logpipe_factory, es: ES):
             b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "second", "detail": "plain"}',
             lp.socket_path,
         )
-        s.sendto(b"<14>Nov 29 10:00:00 app[1]: third, ordinary", lp.socket_path)
+        if then:
+            s.sendto(then, lp.socket_path)
+
+
+def test_mapping_conflict_goes_to_dead_letter_stream(logpipe_factory, es: ES):
+    lp = logpipe_factory()
+    _send_conflicting_pair(lp, es, then=b"<14>Nov 29 10:00:00 app[1]: third, ordinary")
 
     wait_for(lambda: es.count(lp.dlq_data_stream) == 1, 15, "one dead letter")
     wait_for(lambda: es.count(lp.data_stream) == 2, 10, "the other two documents")
@@ -167,16 +173,7 @@ def test_mapping_conflict_goes_to_dead_letter_stream(logpipe_factory, es: ES):
 
 def test_mapping_conflict_repaired_lands_in_the_main_stream(logpipe_factory, es: ES):
     lp = logpipe_factory(elasticsearch={"repair_conflicts": True})
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.sendto(
-            b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "first", "detail": {"code": 7}}',
-            lp.socket_path,
-        )
-        wait_for(lambda: es.count(lp.data_stream) == 1, 10, "the object-typed document")
-        s.sendto(
-            b'<14>Nov 29 10:00:00 app[1]: @cee: {"msg": "second", "detail": "plain"}',
-            lp.socket_path,
-        )
+    _send_conflicting_pair(lp, es)
     wait_for(lambda: es.count(lp.data_stream) == 2, 15, "the repaired document")
     (hit,) = es.search(lp.data_stream, {"term": {"tags": "_mapping_conflict"}})
     src = hit["_source"]
