@@ -9,6 +9,7 @@ as one line, ``FILE: key.path: what is wrong``, which the CLI prints and exits 2
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import socket
@@ -24,7 +25,8 @@ from logpipe.parsers.multiline import MODES as MULTILINE_MODES
 DEFAULT_CONFIG = Path(__file__).parent / "data" / "logpipe.toml"
 
 WHEN_FULL_POLICIES = ("drop_newest", "block", "spill")
-INPUT_TYPES = ("devlog", "docker")
+INPUT_TYPES = ("devlog", "syslog", "docker")
+TLS_VERSIONS = ("1.2", "1.3")
 
 _SIZE_UNITS = {
     "": 1,
@@ -92,6 +94,35 @@ class DevlogSettings:
     per_container_dir: str = _setting(
         "/run/logpipe/containers", "str", "Where the per-container socket directories live."
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SyslogSettings:
+    name: str = _setting("syslog", "internal", "The table name under [inputs].")
+    type: str = _setting("syslog", "str", "The input type.")
+    udp: str = _setting("", "listen", "host:port for UDP datagrams; '' = none.")
+    tcp: str = _setting("", "listen", "host:port for TCP (octet counting or LF); '' = none.")
+    tls: str = _setting("", "listen", "host:port for TLS (RFC 5425); '' = none.")
+    tls_cert: str = _setting("", "str", "tls: the server's certificate chain (PEM file).")
+    tls_key: str = _setting("", "str", "tls: its private key (PEM file).")
+    tls_client_ca: str = _setting(
+        "", "str", "tls: CA (PEM) that client certificates must chain to; '' = no client certs."
+    )
+    tls_min_version: str = _setting(
+        "1.2", "enum", "tls: the oldest TLS version accepted: 1.2 | 1.3", choices=TLS_VERSIONS
+    )
+    max_message_bytes: int = _setting(64 * 1024, "size", "Longer messages are cut and tagged.")
+    max_connections: int = _setting(
+        4096, "int", "tcp + tls: connections at once; one more is closed at once and counted."
+    )
+    idle_timeout: float = _setting(
+        600.0, "duration", "tcp + tls: a connection that sends nothing for this long is closed."
+    )
+    receive_buffer_bytes: int = _setting(
+        8 * 1024 * 1024, "size", "udp: SO_RCVBUF(FORCE) asked of the kernel for bursts."
+    )
+    timezone: str = _setting("", "timezone", "Zone of RFC 3164 stamps; default: the host's.")
+    parse_cee: bool = _setting(True, "bool", "Parse '@cee: {json}' messages into logpipe.cee.*.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +234,7 @@ class Settings:
     file: str
     service: ServiceSettings
     admin: AdminSettings
-    inputs: tuple[DevlogSettings | DockerSettings, ...]
+    inputs: tuple[DevlogSettings | SyslogSettings | DockerSettings, ...]
     queue: QueueSettings
     elasticsearch: ElasticsearchSettings
 
@@ -218,7 +249,11 @@ class Settings:
         )
 
 
-_INPUT_CLASSES: dict[str, type] = {"devlog": DevlogSettings, "docker": DockerSettings}
+_INPUT_CLASSES: dict[str, type] = {
+    "devlog": DevlogSettings,
+    "syslog": SyslogSettings,
+    "docker": DockerSettings,
+}
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -287,8 +322,39 @@ def _check_relations(s: Settings) -> None:
                 s.file, f"inputs.{inp.name}.path", f"already used by inputs.{paths[inp.path]}"
             )
         paths[inp.path] = inp.name
+    listeners: dict[str, str] = {f"tcp:{s.admin.listen}": "admin.listen"}
+    for inp in s.inputs:
+        if isinstance(inp, SyslogSettings):
+            _check_syslog(s.file, inp, listeners)
     if s.elasticsearch.data_stream == s.elasticsearch.dlq_data_stream:
         raise ConfigError(s.file, "elasticsearch.dlq_data_stream", "must differ from data_stream")
+
+
+def _check_syslog(file: str, inp: SyslogSettings, listeners: dict[str, str]) -> None:
+    prefix = f"inputs.{inp.name}"
+    if not (inp.udp or inp.tcp or inp.tls):
+        raise ConfigError(file, prefix, "no listener; set at least one of udp, tcp, tls")
+    for kind, setting, address in (
+        ("udp", "udp", inp.udp),
+        ("tcp", "tcp", inp.tcp),
+        ("tcp", "tls", inp.tls),
+    ):
+        if not address:
+            continue
+        key = f"{kind}:{address}"
+        which = f"{prefix}.{setting}"
+        if key in listeners:
+            raise ConfigError(file, which, f"{address} is already used by {listeners[key]}")
+        listeners[key] = which
+    if inp.tls:
+        for key in ("tls_cert", "tls_key"):
+            path = getattr(inp, key)
+            if not path:
+                raise ConfigError(file, f"{prefix}.{key}", "required when tls is set")
+            if not os.access(path, os.R_OK):
+                raise ConfigError(file, f"{prefix}.{key}", f"cannot read {path}")
+        if inp.tls_client_ca and not os.access(inp.tls_client_ca, os.R_OK):
+            raise ConfigError(file, f"{prefix}.tls_client_ca", f"cannot read {inp.tls_client_ca}")
 
 
 def _table(raw: dict[str, Any], key: str, file: str) -> dict[str, Any]:
@@ -385,6 +451,23 @@ def parse_address(value: Any, meta: dict[str, Any] | None = None) -> str:
     return value
 
 
+def _to_listen(value: Any, meta: dict[str, Any]) -> str:
+    """An optional listener: '' for none, else a host:port with an IP literal host
+    (the socket's key must read the same as the address the kernel reports)."""
+    _want(value, str, "an address host:port, or '' for none")
+    if not value:
+        return value
+    parse_address(value)
+    host, _port = split_address(value)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"bad address {value!r}: use an IP address (0.0.0.0, [::], 127.0.0.1), not a name"
+        ) from None
+    return value
+
+
 def split_address(value: str) -> tuple[str, int]:
     """Split a validated 'host:port' / '[v6]:port' into its parts."""
     if value.startswith("["):
@@ -470,6 +553,7 @@ def _to_stream(value: Any, meta: dict[str, Any]) -> str:
 
 _CONVERTERS = {
     "str": _to_str,
+    "listen": _to_listen,
     "internal": _to_str,
     "int": _to_int,
     "bool": _to_bool,

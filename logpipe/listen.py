@@ -1,10 +1,11 @@
 """Listening sockets that outlive a worker: bound once, handed down by file descriptor.
 
 Each socket is known by a key naming its kind and address (``unix-dgram:/run/x``,
-``tcp:127.0.0.1:9180``): a worker finds the socket it would have bound under the key
-its config gives, and a reload keeps every socket whose key is unchanged. The map of
-keys to descriptor numbers travels in the environment (``LOGPIPE_LISTEN_FDS``), from
-the supervisor to its workers and across the supervisor's own re-exec.
+``tcp:127.0.0.1:9180``, ``udp:[::]:514``): a worker finds the socket it would have
+bound under the key its config gives, and a reload keeps every socket whose key is
+unchanged. The map of keys to descriptor numbers travels in the environment
+(``LOGPIPE_LISTEN_FDS``), from the supervisor to its workers and across the
+supervisor's own re-exec.
 
 systemd socket activation (``LISTEN_PID``, ``LISTEN_FDS``) is read here too: a passed
 descriptor is matched by its address, so unit files need no names that mirror the
@@ -21,7 +22,7 @@ import socket
 import stat
 import time
 
-from logpipe.config import Settings, split_address
+from logpipe.config import DevlogSettings, Settings, SyslogSettings, split_address
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,26 @@ def admin_key(listen: str) -> str:
     return f"tcp:{listen}"
 
 
+def tcp_key(listen: str) -> str:
+    return f"tcp:{listen}"
+
+
+def udp_key(listen: str) -> str:
+    return f"udp:{listen}"
+
+
 def wanted_keys(settings: Settings) -> dict[str, tuple[str, str]]:
     """key -> (kind, address) for every socket this config listens on."""
     keys = {admin_key(settings.admin.listen): ("tcp", settings.admin.listen)}
     for inp in settings.inputs:
-        if inp.type == "devlog":
+        if isinstance(inp, DevlogSettings):
             keys[devlog_key(inp.path)] = ("unix-dgram", inp.path)
+        elif isinstance(inp, SyslogSettings):
+            if inp.udp:
+                keys[udp_key(inp.udp)] = ("udp", inp.udp)
+            for address in (inp.tcp, inp.tls):
+                if address:
+                    keys[tcp_key(address)] = ("tcp", address)
     return keys
 
 
@@ -52,9 +67,13 @@ def key_of(sock: socket.socket) -> str | None:
     name = sock.getsockname()
     if sock.family == socket.AF_UNIX and sock.type == socket.SOCK_DGRAM and name:
         return devlog_key(name if isinstance(name, str) else name.decode())
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
         host, port = name[0], name[1]
-        return admin_key(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if sock.type == socket.SOCK_STREAM:
+            return tcp_key(address)
+        if sock.type == socket.SOCK_DGRAM:
+            return udp_key(address)
     return None
 
 
@@ -115,7 +134,7 @@ def bind_tcp(listen: str, wait: float = ADDRESS_IN_USE_WAIT_SECONDS) -> socket.s
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
-            sock.listen(128)
+            sock.listen(socket.SOMAXCONN)
             return sock
         except OSError as exc:
             sock.close()
@@ -128,8 +147,21 @@ def bind_tcp(listen: str, wait: float = ADDRESS_IN_USE_WAIT_SECONDS) -> socket.s
             raise
 
 
+def bind_udp(listen: str) -> socket.socket:
+    host, port = split_address(listen)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def bind(kind: str, address: str, settings: Settings) -> socket.socket:
     if kind == "tcp":
         return bind_tcp(address)
+    if kind == "udp":
+        return bind_udp(address)
     mode = next(i.mode for i in settings.inputs if i.type == "devlog" and i.path == address)
     return bind_devlog(address, mode)

@@ -31,6 +31,20 @@ PARSE_FAILURES = Counter(
 LOSS_MARKERS = Counter(
     "logpipe_loss_markers_total", "Loss-marker events queued to record drops.", ["input"]
 )
+CONNECTIONS = Gauge(
+    "logpipe_connections",
+    "Client connections open now, by input and listener.",
+    ["input", "listener"],
+)
+CONNECTIONS_ACCEPTED = Counter(
+    "logpipe_connections_accepted_total", "Client connections accepted.", ["input", "listener"]
+)
+CONNECTIONS_CLOSED = Counter(
+    "logpipe_connections_closed_total",
+    "Client connections logpipe closed, by reason (max_connections, idle_timeout, "
+    "malformed_frame, tls_handshake, stopping).",
+    ["input", "listener", "reason"],
+)
 
 QUEUE_EVENTS = Gauge("logpipe_queue_events", "Events waiting in the memory queue.")
 QUEUE_BYTES = Gauge("logpipe_queue_bytes", "Approximate bytes waiting in the memory queue.")

@@ -16,7 +16,7 @@ from typing import Any
 
 from logpipe import listen, metrics
 from logpipe.admin import AdminServer
-from logpipe.config import DockerSettings, Settings
+from logpipe.config import DockerSettings, Settings, SyslogSettings
 from logpipe.enrich.containers import ContainerMetadata
 from logpipe.enrich.docker_client import DockerClient
 from logpipe.event import Stamper, loss_marker
@@ -24,6 +24,7 @@ from logpipe.inputs.devlog import DevlogInput
 from logpipe.inputs.devlog_sockets import ContainerSockets
 from logpipe.inputs.docker import DockerInput
 from logpipe.inputs.docker_files import DockerFilesInput
+from logpipe.inputs.syslog_net import SyslogNetInput
 from logpipe.outputs.elasticsearch import ElasticsearchOutput
 from logpipe.queue import EventQueue, LossTracker
 from logpipe.spool import Spool
@@ -62,7 +63,7 @@ class Pipeline:
                     spool.pending_bytes,
                 )
         self.losses: dict[str, tuple[LossTracker, Stamper]] = {}
-        self.inputs: list[DevlogInput | DockerInput | DockerFilesInput] = []
+        self.inputs: list[DevlogInput | SyslogNetInput | DockerInput | DockerFilesInput] = []
         self.docker_inputs: list[DockerInput | DockerFilesInput] = []
         # One metadata cache per Docker API socket, shared by the inputs that use it.
         self.metadata: dict[str, ContainerMetadata] = {}
@@ -91,6 +92,15 @@ class Pipeline:
                 self.docker_inputs.append(docker)
                 continue
             tracker = LossTracker(inp.name)
+            if isinstance(inp, SyslogSettings):
+                net = SyslogNetInput(inp, self.queue, node, tracker)
+                for key in net.listener_keys():
+                    sock = listen.take(key, fds)
+                    if sock is not None:
+                        net.inherited[key] = sock
+                self.inputs.append(net)
+                self.losses[inp.name] = (tracker, net.stamper)
+                continue
             devlog = DevlogInput(inp, self.queue, node, tracker)
             devlog.inherited = listen.take(listen.devlog_key(inp.path), fds)
             self.inputs.append(devlog)
@@ -177,8 +187,12 @@ class Pipeline:
         markers.cancel()
         checkpoints.cancel()
         syncs.cancel()
+        deadline = time.monotonic() + self.settings.service.shutdown_timeout
+        for inp in self.inputs:
+            if isinstance(inp, SyslogNetInput):
+                await inp.wait_closed(deadline)
         self._emit_loss_markers()
-        await self._drain(time.monotonic() + self.settings.service.shutdown_timeout)
+        await self._drain(deadline)
         if self.queue.spool is not None:
             spooled = self.queue.spool_memory()
             if spooled:

@@ -70,7 +70,7 @@ def wait_for_count(
 def assert_numbered_lines(es: ES, index: str, query: dict[str, Any], count: int) -> None:
     """Lines ``"<word> N"`` for every N in 1..count are in ``index``, each once."""
     wait_for_count(es, index, count, 30, query)
-    hits = es.search(index, query, size=count + 100)
+    hits = es.all_hits(index, query, source=["message"])
     numbers = sorted(int(h["_source"]["message"].split()[1]) for h in hits)
     assert numbers == list(range(1, count + 1))
 

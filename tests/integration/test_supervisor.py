@@ -11,7 +11,13 @@ import time
 import pytest
 
 from tests.containers.podman import IMAGE, Podman
-from tests.integration.conftest import ES, assert_numbered_lines, wait_for, wait_for_count
+from tests.integration.conftest import (
+    ES,
+    assert_numbered_lines,
+    free_port,
+    wait_for,
+    wait_for_count,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -72,26 +78,85 @@ def test_socket_file_mount_survives_five_reloads_and_two_upgrades(
     assert lp.log_text().count("Supervisor holds the listening sockets. inherited=2 bound=0") == 2
 
 
-def test_socket_activation_serves_the_passed_socket_through_reloads(
+class CheckingTcpSender(threading.Thread):
+    """Numbered octet-counted syslog lines over one TCP connection, reconnecting as
+    rsyslog's omfwd does: before each send it peeks whether the server has closed its
+    side (a worker that stops sends FIN), and if so opens a new connection."""
+
+    def __init__(self, port: int, app: str, rate: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.app, self.rate = port, app, rate
+        self.stopping = threading.Event()
+        self.sent = self.connections = 0
+
+    def run(self) -> None:
+        sock = None
+        while not self.stopping.is_set():
+            if sock is not None:
+                try:
+                    closed = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+                except BlockingIOError:
+                    closed = False
+                if closed:
+                    sock.close()
+                    sock = None
+            if sock is None:
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                sock.settimeout(None)  # blocking, so MSG_DONTWAIT answers at once
+                self.connections += 1
+            line = f"<14>Nov 29 10:00:00 host {self.app}: line {self.sent + 1}".encode()
+            sock.sendall(b"%d %s" % (len(line), line))
+            self.sent += 1
+            time.sleep(1 / self.rate)
+        if sock is not None:
+            sock.close()
+
+
+def test_socket_activation_serves_the_passed_sockets_through_reloads(
     logpipe_factory, es: ES, podman: Podman
 ) -> None:
-    lp = logpipe_factory(start=False)
+    """systemd passes a datagram socket (devlog) and a stream socket (syslog over TCP)."""
+    tcp = free_port()
+    lp = logpipe_factory(
+        start=False, **{"inputs.net": {"type": "syslog", "tcp": f"127.0.0.1:{tcp}"}}
+    )
     lp.setup()
     os.makedirs(os.path.dirname(lp.socket_path), exist_ok=True)
 
-    def first_datagram() -> None:
-        # systemd-socket-activate binds, then starts the program on the first datagram.
-        wait_for(lambda: os.path.exists(lp.socket_path), 30, "the activation socket")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(b"<13>Nov 29 10:00:00 activate: the first datagram", lp.socket_path)
+    def first_connection() -> None:
+        # systemd-socket-activate binds, then starts the program on the first connection.
+        with wait_for(lambda: _connect_or_none(tcp), 30, "the activation socket") as s:
+            line = b"<13>Nov 29 10:00:00 host activate: the first connection"
+            s.sendall(b"%d %s" % (len(line), line))
 
-    poke = threading.Thread(target=first_datagram)
+    poke = threading.Thread(target=first_connection)
     poke.start()
-    lp.start(prefix=["systemd-socket-activate", "--datagram", "-l", lp.socket_path])
+    # Two socket-activate in a row: the outer passes the TCP socket, the inner adds the
+    # datagram one (each binds one type), and logpipe gets both as systemd would pass them.
+    lp.start(
+        prefix=[
+            "systemd-socket-activate", "-l", f"127.0.0.1:{tcp}",
+            "systemd-socket-activate", "--datagram", "-l", lp.socket_path,
+        ]
+    )  # fmt: skip
     poke.join()
-    assert "inherited=1 bound=1" in lp.log_text()  # the devlog socket came from systemd
+    assert "inherited=2 bound=1" in lp.log_text()  # devlog and tcp came from systemd
     wait_for_count(es, lp.data_stream, 1, 30, {"term": {"process.name": "activate"}})
-    _signals_under_logger_load(lp, es, podman, 20, [signal.SIGHUP, signal.SIGUSR2, signal.SIGHUP])
+    sender = CheckingTcpSender(tcp, "tcpreload", rate=300)
+    sender.start()
+    _signals_under_logger_load(lp, es, podman, 60, [signal.SIGHUP] * 5 + [signal.SIGUSR2] * 2)
+    sender.stopping.set()
+    sender.join(30)
+    print(f"TCP sender: {sender.sent} lines over {sender.connections} connections")
+    assert sender.connections > 1  # the workers changed under it, and it followed
+    assert_numbered_lines(es, lp.data_stream, {"term": {"process.name": "tcpreload"}}, sender.sent)
+
+
+def _connect_or_none(port: int) -> socket.socket | None:
+    try:
+        return socket.create_connection(("127.0.0.1", port), timeout=2)
+    except OSError:
+        return None
 
 
 def test_bad_config_on_sighup_is_refused_and_the_old_one_keeps_running(

@@ -78,6 +78,51 @@ def test_addresses(value, expected) -> None:
         ({"elasticsearch": {"data_stream": "Logs-X"}}, "elasticsearch.data_stream", "bad data"),
         ({"elasticsearch": {"dlq_data_stream": "_x"}}, "elasticsearch.dlq_data_stream", "bad"),
         ({"queue": []}, "queue", "must be a table"),
+        ({"inputs": {"n": {"type": "syslog"}}}, "inputs.n", "no listener"),
+        ({"inputs": {"n": {"type": "syslog", "tcp": "localhost:514"}}}, "inputs.n.tcp", "IP"),
+        ({"inputs": {"n": {"type": "syslog", "udp": 514}}}, "inputs.n.udp", "address"),
+        (
+            {"inputs": {"n": {"type": "syslog", "tls": "[::]:6514"}}},
+            "inputs.n.tls_cert",
+            "required",
+        ),
+        (
+            {
+                "inputs": {
+                    "n": {
+                        "type": "syslog",
+                        "tls": "[::]:6514",
+                        "tls_cert": "/nope",
+                        "tls_key": "/x",
+                    }
+                }
+            },
+            "inputs.n.tls_cert",
+            "cannot read /nope",
+        ),
+        (
+            {"inputs": {"n": {"type": "syslog", "tcp": "0.0.0.0:514", "tls": "0.0.0.0:514"}}},
+            "inputs.n.tls",
+            "already used by inputs.n.tcp",
+        ),
+        (
+            {
+                "admin": {"listen": "127.0.0.1:9180"},
+                "inputs": {"n": {"type": "syslog", "tcp": "127.0.0.1:9180"}},
+            },
+            "inputs.n.tcp",
+            "already used by admin.listen",
+        ),
+        (
+            {"inputs": {"n": {"type": "syslog", "udp": ":514", "tls_min_version": "1.0"}}},
+            "inputs.n.udp",
+            "no host",
+        ),
+        (
+            {"inputs": {"n": {"type": "syslog", "tcp": "[::]:514", "tls_min_version": "1.0"}}},
+            "inputs.n.tls_min_version",
+            "1.2",
+        ),
     ],
 )
 def test_errors_name_file_and_key(doc, key, fragment) -> None:
@@ -87,3 +132,13 @@ def test_errors_name_file_and_key(doc, key, fragment) -> None:
     assert message.startswith(f"/etc/logpipe.toml: {key}: "), message
     assert fragment in message
     assert "\n" not in message
+
+
+def test_a_syslog_input_with_udp_and_tcp_on_the_same_port_is_fine() -> None:
+    s = config.from_dict(
+        {"inputs": {"net": {"type": "syslog", "udp": "[::]:514", "tcp": "[::]:514"}}}
+    )
+    (net,) = s.inputs
+    assert isinstance(net, config.SyslogSettings)
+    assert (net.udp, net.tcp, net.tls) == ("[::]:514", "[::]:514", "")
+    assert net.max_message_bytes == 64 * 1024 and net.idle_timeout == 600.0
