@@ -270,6 +270,14 @@ class ElasticsearchNode:
             self.proc.wait()
         self.proc = None
 
+    def kill(self) -> None:
+        """Crash the node (SIGKILL): no flush, no goodbye; the data directory stays."""
+        if self.proc is None:
+            return
+        self._signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
     def pause(self) -> None:
         """Freeze the node (SIGSTOP): connections are accepted but never answered."""
         self._signal(signal.SIGSTOP)

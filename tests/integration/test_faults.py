@@ -6,16 +6,19 @@ import json
 import os
 import random
 import select
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ES, wait_for
+from tests.integration.conftest import ES, ElasticsearchNode, cache_dir, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -420,3 +423,68 @@ def test_durable_disk_survives_five_worker_sigkills_without_duplicates(logpipe_f
     # possible (it was never "received"); with the sender paced that is a handful.
     assert missing <= 5 * 50, f"{missing} missing"
     assert lp.log_text().count("Worker exited; starting another") == 5
+
+
+@pytest.fixture(scope="module")
+def small_es() -> Iterator[ES]:
+    """A node of its own, to be killed at will, with a write pool of one thread and a
+    queue of one task: concurrent _bulk requests get 429 (es_rejected_execution)."""
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="test-small-", dir=root))
+    node = ElasticsearchNode(
+        workdir,
+        extra_settings={"thread_pool.write.size": "1", "thread_pool.write.queue_size": "1"},
+    )
+    node.start()
+    yield ES(node)
+    node.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _against(es: ES, **elasticsearch: object) -> dict[str, object]:
+    return {"elasticsearch": {"hosts": [es.url], **elasticsearch}}
+
+
+def test_elasticsearch_answering_429_is_retried_until_every_event_is_in_once(
+    logpipe_factory, small_es: ES
+):
+    lp = logpipe_factory(
+        **_against(small_es, concurrency=8, batch_max_events=100, retry_max_backoff="500ms"),
+        queue={"max_events": 50_000},
+    )
+    total = 20_000
+    _send_paced(lp.socket_path, total, 10_000.0, "busy")
+    wait_for(lambda: small_es.count(lp.data_stream) >= total, 120, f"{total} documents")
+    ids = small_es.all_ids(lp.data_stream)
+    assert len(ids) == len(set(ids)) == total
+    rejected = lp.metric("logpipe_retries_total", reason="rejected_execution") + lp.metric(
+        "logpipe_retries_total", reason="es_rejected_execution_exception"
+    )
+    print(f"retried after 429: {rejected:.0f} documents")
+    assert rejected > 0  # the tiny write queue did push back
+    assert lp.metric("logpipe_dropped_events_total") == 0
+    assert lp.metric("logpipe_failed_events_total") == 0
+
+
+def test_elasticsearch_killed_and_restarted_three_times_loses_and_doubles_nothing(
+    logpipe_factory, small_es: ES
+):
+    lp = logpipe_factory(**_against(small_es), queue={"max_events": 100_000})
+    total, rate = 30_000, 1000.0
+    sender = threading.Thread(target=_send_paced, args=(lp.socket_path, total, rate, "crash"))
+    sender.start()
+    for _ in range(3):
+        time.sleep(3)
+        small_es.node.kill()
+        wait_for(lambda: lp.metric("logpipe_output_up") == 0, 15, "logpipe to notice the crash")
+        time.sleep(2)
+        small_es.node.start()
+    sender.join()
+    wait_for(lambda: small_es.count(lp.data_stream) >= total, 120, f"{total} documents")
+    time.sleep(2)  # a late duplicate would show now
+    hits = small_es.all_hits(lp.data_stream, source=["message"])
+    assert len({h["_id"] for h in hits}) == len(hits) == total
+    numbers = sorted(int(h["_source"]["message"].rsplit(" ", 1)[1]) for h in hits)
+    assert numbers == list(range(total))
+    assert lp.metric("logpipe_dropped_events_total") == 0
