@@ -532,7 +532,8 @@ def _to_timezone(value: Any, meta: dict[str, Any]) -> str:
     if value:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        # OSError: a name the file system refuses outright (too long, a NUL in it).
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown time zone {value!r}") from None
     return value
 

@@ -30,7 +30,10 @@ class ConfigError(LogpipeError):
         self.file = file
         self.key = key
         self.problem = problem
-        super().__init__(f"{file}: {key}: {problem}" if key else f"{file}: {problem}")
+        line = f"{file}: {key}: {problem}" if key else f"{file}: {problem}"
+        # One line, whatever the file holds: TOML allows a newline in a quoted key or
+        # a value, and the message quotes both (found by the config property test).
+        super().__init__(line.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class OutputError(LogpipeError):

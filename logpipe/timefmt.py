@@ -11,6 +11,10 @@ from __future__ import annotations
 import time
 
 NS_PER_SECOND = 1_000_000_000
+# What Elasticsearch's date_nanos (and a signed 64-bit count of nanoseconds, as msgpack
+# and the spool keep it) can hold: 1970-01-01 to 2262-04-11T23:47:16.854775807Z. A
+# time outside it cannot be stored as @timestamp, so parsers treat it as no time.
+MAX_NS = 2**63 - 1
 
 # Seconds -> "YYYY-MM-DDTHH:MM:SS." for recently seen seconds. Keyed, not a single
 # slot: every event formats two times (its own and the receive time), which often

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import orjson
 
 from logpipe.parsers.rfc5424 import epoch_seconds
-from logpipe.timefmt import NS_PER_SECOND
+from logpipe.timefmt import MAX_NS, NS_PER_SECOND
 
 __all__ = [
     "FrameError",
@@ -125,7 +125,12 @@ class LogLine:
 def _cache_second(key: str) -> int:
     """Compute, cache and return ``_second_ns[key]`` for a key cut from a valid stamp."""
     seconds = epoch_seconds(key[:19], key[19:] or "Z")
-    base = -1 if seconds is None or seconds < 0 else seconds * NS_PER_SECOND
+    # Outside date_nanos (before 1970, after 2262) is no time at all: found by tests/fuzz,
+    # a year-4032 stamp made a nanosecond count too big for msgpack and for @timestamp.
+    if seconds is None or seconds < 0 or seconds >= MAX_NS // NS_PER_SECOND:
+        base = -1
+    else:
+        base = seconds * NS_PER_SECOND
     if len(_second_ns) >= _MAX_CACHED_SECONDS:
         _second_ns.clear()
     _second_ns[key] = base

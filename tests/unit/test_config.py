@@ -62,6 +62,11 @@ def test_addresses(value, expected) -> None:
             "inputs.x.timezone",
             "unknown time zone",
         ),
+        (  # found by tests/fuzz: a name too long for the file system was an OSError
+            {"inputs": {"x": {"type": "devlog", "timezone": "under " + "x" * 300}}},
+            "inputs.x.timezone",
+            "unknown time zone",
+        ),
         (
             {
                 "inputs": {

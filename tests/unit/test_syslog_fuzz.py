@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -196,8 +197,9 @@ def stamp_5424(draw: st.DrawFn) -> tuple[str, int] | None:
     """RFC 3339 text and its epoch ns, or None for NILVALUE."""
     if draw(st.booleans()):
         return None
-    # Wall-clock time at the offset, as seconds from 1970 (1001-01-02 .. 9998-12-30).
-    wall = draw(st.integers(-30_578_688_000, 253_339_200_000))
+    # Wall-clock time at the offset, as seconds from 1970 (1970-01-02 .. 2261-12-31):
+    # what @timestamp (date_nanos) can hold, whatever the offset.
+    wall = draw(st.integers(86_400, 9_214_560_000))
     moment = EPOCH + datetime.timedelta(seconds=wall)
     fraction = draw(st.text("0123456789", max_size=9))
     offset = draw(st.one_of(st.sampled_from(["Z", "z"]), st.integers(-1439, 1439)))
@@ -337,3 +339,17 @@ def test_import_pulls_in_no_asyncio_or_aiohttp() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "stamp", ["1969-12-31T23:59:59Z", "2262-04-12T00:00:00Z", "9999-12-31T23:59:59.123Z"]
+)
+def test_a_stamp_that_date_nanos_cannot_hold_keeps_the_message_whole_as_a_failure(
+    stamp: str,
+) -> None:
+    """Found by tests/fuzz: such a stamp made a document Elasticsearch refuses."""
+    raw = f"<13>1 {stamp} host app - - - text".encode()
+    event = SyslogParser(UTC).parse(raw, 1_764_410_000 * NS)
+    assert event["tags"] == ["_syslog_parse_failure"]
+    assert event["message"] == raw.decode()
+    assert event["@timestamp"].startswith("2025-11-29T")
