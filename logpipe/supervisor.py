@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 
 from logpipe import config as config_mod
-from logpipe import listen
+from logpipe import listen, systemd
 from logpipe.errors import ConfigError
 from logpipe.pipeline import READY_FD_ENV
 
@@ -105,7 +105,7 @@ class _Rollover:
         old: list[Worker],
         settings: config_mod.Settings,
         sockets: dict[str, socket.socket],
-        closing: list[socket.socket],
+        closing: dict[str, socket.socket],
     ) -> None:
         self.old = old
         self.settings = settings
@@ -130,6 +130,7 @@ class Supervisor:
         self._signals: list[signal.Signals] = []
         self._restart_delay = RESTART_FIRST_SECONDS
         self._restart_at = 0.0
+        self._ready_told = 0  # the worker pid systemd was last told READY=1 for
 
     # -- sockets -------------------------------------------------------------------
 
@@ -152,6 +153,9 @@ class Supervisor:
             len([k for k in handed if k in wanted]),
             len([k for k in wanted if k not in handed]),
         )
+        if systemd.enabled():
+            stored = systemd.store(self.sockets)
+            log.info("Sockets handed to systemd's file-descriptor store. sockets=%d", stored)
 
     # -- workers -------------------------------------------------------------------
 
@@ -159,6 +163,7 @@ class Supervisor:
         ready_r, ready_w = os.pipe()
         fds = {key: sock.fileno() for key, sock in self.sockets.items()}
         env = {**os.environ, listen.ENV_FDS: json.dumps(fds), READY_FD_ENV: str(ready_w)}
+        env.pop(systemd.NOTIFY_ENV, None)  # systemd hears from the supervisor only
         cmd = [sys.executable, "-m", "logpipe", "worker", "--log-level", self.log_level]
         if self.config_path:
             cmd += ["-c", self.config_path]
@@ -199,6 +204,9 @@ class Supervisor:
             self._worker_died(worker, code)
             return
         if worker.check_ready():
+            if self._ready_told != worker.pid:
+                self._ready_told = worker.pid
+                systemd.notify(f"READY=1\nSTATUS=Serving. worker pid {worker.pid}")
             if worker.started + HEALTHY_AFTER_SECONDS < time.monotonic():
                 self._restart_delay = RESTART_FIRST_SECONDS
             self._retire_old()
@@ -214,8 +222,9 @@ class Supervisor:
         old = self.retiring_on_ready
         if self.rollover is not None:
             old = old + self.rollover.old
-            for sock in self.rollover.closing:
+            for sock in self.rollover.closing.values():
                 sock.close()
+            systemd.forget(list(self.rollover.closing))
             self.rollover = None
         for w in old:
             w.signal(signal.SIGTERM)
@@ -232,9 +241,11 @@ class Supervisor:
                 "old config. code=%d",
                 code,
             )
-            for key, sock in self.sockets.items():
-                if key not in r.sockets:
-                    sock.close()
+            opened = [key for key in self.sockets if key not in r.sockets]
+            for key in opened:
+                self.sockets[key].close()
+            systemd.forget(opened)
+            self._ready_told = 0  # the old worker serves again: READY=1 ends the reload
             self.settings, self.sockets = r.settings, r.sockets
             self.worker = r.old[0]
             self.retiring_on_ready = r.old[1:] + self.retiring_on_ready
@@ -279,10 +290,12 @@ class Supervisor:
                 "Reload refused: cannot bind a new socket (%s); still on the old config.", exc
             )
             return
-        closing = [sock for key, sock in self.sockets.items() if key not in wanted]
+        closing = {key: sock for key, sock in self.sockets.items() if key not in wanted}
         assert self.worker is not None
         self.rollover = _Rollover([self.worker], self.settings, self.sockets, closing)
         self.settings, self.sockets = new, sockets
+        systemd.notify("RELOADING=1\nSTATUS=Reloading the config.")
+        systemd.store({key: sock for key, sock in sockets.items() if sock in opened})
         self.worker = self._spawn()
         log.info(
             "Reloading: a worker on the new config is starting. kept=%d opened=%d closing=%d",
@@ -317,6 +330,7 @@ class Supervisor:
         if self.rollover is not None:
             workers += self.rollover.old
         log.info("Stopping: workers drain and exit. signal=%s workers=%d", sig.name, len(workers))
+        systemd.notify("STOPPING=1\nSTATUS=Stopping: workers drain.")
         for w in workers:
             w.signal(signal.SIGTERM)
         deadline = time.monotonic() + self.settings.service.shutdown_timeout + STOP_GRACE_SECONDS

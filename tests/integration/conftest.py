@@ -244,8 +244,9 @@ class Logpipe:
     def setup(self) -> None:
         self.cli("setup", "-c", str(self.config_path))
 
-    def start(self, wait_ready: bool = True, prefix: Sequence[str] = ()) -> None:
-        """Start ``logpipe run``; ``prefix`` runs it under another program (systemd's)."""
+    def start(self, wait_ready: bool = True, prefix: Sequence[str] = (), **popen: Any) -> None:
+        """Start ``logpipe run``; ``prefix`` runs it under another program (systemd's);
+        ``popen``: more arguments for subprocess.Popen (env, preexec_fn...)."""
         out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
@@ -261,6 +262,7 @@ class Logpipe:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            **popen,
         )
         out.close()
         wait_for(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 import signal
 import socket
@@ -150,6 +151,113 @@ def test_socket_activation_serves_the_passed_sockets_through_reloads(
     print(f"TCP sender: {sender.sent} lines over {sender.connections} connections")
     assert sender.connections > 1  # the workers changed under it, and it followed
     assert_numbered_lines(es, lp.data_stream, {"term": {"process.name": "tcpreload"}}, sender.sent)
+
+
+class FakeSystemdNotifySocket:
+    """FAKE of systemd's notify socket ($NOTIFY_SOCKET). Only systemd running as PID 1
+    provides the real one, and the test machine has none; this receives what sd_notify
+    sends, the states and the descriptors, as systemd would, and keeps them."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.1)
+        self.states: list[str] = []
+        self.store: dict[str, int] = {}  # FDNAME -> our copy of the descriptor
+
+    def receive(self) -> None:
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(64 * 4))
+            except TimeoutError:
+                return
+            state = data.decode()
+            self.states.append(state)
+            fds = [
+                fd
+                for level, kind, cdata in ancillary
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                for fd in array.array("i", cdata[: len(cdata) - len(cdata) % 4])
+            ]
+            fields = dict(line.split("=", 1) for line in state.splitlines())
+            if fields.get("FDSTORE") == "1":
+                old = self.store.get(fields["FDNAME"])
+                self.store[fields["FDNAME"]] = fds[0]
+                if old is not None:  # systemd keeps one copy per socket too
+                    os.close(old)
+            for extra in fds[1:]:
+                os.close(extra)
+
+    def close(self) -> None:
+        self.sock.close()
+        for fd in self.store.values():
+            os.close(fd)
+
+
+def test_under_systemd_sockets_go_to_the_fd_store_and_outlive_a_supervisor_crash(
+    logpipe_factory, es: ES, tmp_path, monkeypatch
+) -> None:
+    tcp = free_port()
+    lp = logpipe_factory(
+        start=False, **{"inputs.net": {"type": "syslog", "tcp": f"127.0.0.1:{tcp}"}}
+    )
+    lp.setup()
+    notify = FakeSystemdNotifySocket(str(tmp_path / "notify"))
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
+        lp.start()
+        monkeypatch.delenv("NOTIFY_SOCKET")
+        wait_for(lambda: notify.receive() or any(s.startswith("READY=1") for s in notify.states),
+                 20, "READY=1")  # fmt: skip
+        assert sorted(notify.store) == sorted(
+            [
+                "unix-dgram_" + lp.socket_path,
+                f"tcp_127.0.0.1_{tcp}",
+                f"tcp_127.0.0.1_{lp.admin_port}",
+            ]
+        )
+        inode = os.stat(lp.socket_path).st_ino
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"<13>Nov 29 10:00:00 fdstore: line 1", lp.socket_path)
+        lp.kill()  # the supervisor and its worker, SIGKILL: nothing is cleaned up
+
+        # What systemd does on the restart: the stored sockets, as LISTEN_FDS from fd 3.
+        stored = list(notify.store.values())
+
+        def as_systemd_passes_them() -> None:
+            high = [os.dup(fd) + 100 for fd in stored]  # out of the way of 3, 4, 5
+            for fd, target in zip(stored, high, strict=True):
+                os.dup2(fd, target)
+            for n, fd in enumerate(high):
+                os.dup2(fd, 3 + n)  # dup2 leaves the copy inheritable
+
+        lp.start(
+            prefix=["sh", "-c", f'export LISTEN_PID=$$ LISTEN_FDS={len(stored)}; exec "$@"', "sh"],
+            preexec_fn=as_systemd_passes_them,
+            close_fds=False,
+        )
+        assert f"inherited={len(stored)} bound=0" in lp.log_text()
+        assert os.stat(lp.socket_path).st_ino == inode  # the same socket, never re-created
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"<13>Nov 29 10:00:00 fdstore: line 2", lp.socket_path)
+        with socket.create_connection(("127.0.0.1", tcp)) as c:
+            line = b"<13>Nov 29 10:00:00 host fdstore: line 3"
+            c.sendall(b"%d %s" % (len(line), line))
+        # line 1 may have died with the worker: memory queue, SIGKILL (durability = disk
+        # is the setting for that); 2 and 3 came in on the sockets systemd kept.
+        query = {"term": {"process.name": "fdstore"}}
+        wait_for(
+            lambda: (
+                es.count(lp.data_stream, query) >= 2
+                and {"line 2", "line 3"}
+                <= {h["_source"]["message"] for h in es.search(lp.data_stream, query)}
+            ),
+            30,
+            "lines 2 and 3",
+        )
+    finally:
+        notify.close()
 
 
 def _connect_or_none(port: int) -> socket.socket | None:
