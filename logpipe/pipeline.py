@@ -193,17 +193,22 @@ class Pipeline:
                 await inp.wait_closed(deadline)
         self._emit_loss_markers()
         await self._drain(deadline)
+        idle = self.output.idle
+        await self.output.stop()
         if self.queue.spool is not None:
-            spooled = self.queue.spool_memory()
+            undelivered = self.output.undelivered()
+            left = len(undelivered) + len(self.queue)
+            spooled = self.queue.spool_memory(undelivered)
             if spooled:
                 log.info(
                     "Spooled what was not delivered; it ships first next time. events=%d", spooled
                 )
+            elif left and not self.queue.durable:
+                log.error("The spool refused what was left; it is lost. events=%d", left)
             self.queue.spool.close()
-        if self.output.idle:
+        if idle:
             for docker in self.docker_inputs:
                 docker.save_checkpoints()
-        await self.output.stop()
         await self.admin.stop()
         for meta in self.metadata.values():
             await meta.client.close()

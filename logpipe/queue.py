@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from logpipe import metrics
@@ -257,11 +258,14 @@ class EventQueue:
         if end is not None and self.spool is not None:
             self.spool.ack(end)
 
-    def spool_memory(self) -> int:
-        """At stop: spool what memory still holds, so the next start ships it."""
+    def spool_memory(self, undelivered: Sequence[Event] = ()) -> int:
+        """At stop: spool what memory still holds, so the next start ships it.
+
+        ``undelivered``: events the output had taken and not delivered (older than
+        those in memory, so they go first)."""
         spool = self.spool
-        if spool is None or not self._events or self.durable:
-            return 0  # durable: everything in memory is in the spool already
+        if spool is None or self.durable or not (self._events or undelivered):
+            return 0  # durable: everything taken or in memory is in the spool already
         if spool.pending_events:
             # Memory holds the oldest events and the spool newer ones; rewriting the
             # spool to put these first would cost its size again on disk. Their ids
@@ -271,7 +275,7 @@ class EventQueue:
                 "them on the next start. events=%d",
                 len(self._events),
             )
-        stored = spool.append(list(self._events))
+        stored = spool.append([*undelivered, *self._events])
         spool.sync()
         if stored:
             self._events.clear()

@@ -26,7 +26,7 @@ import orjson
 from logpipe import metrics
 from logpipe.config import ElasticsearchSettings
 from logpipe.errors import BulkRequestError, OutputError, TransportError
-from logpipe.event import AGENT_TYPE
+from logpipe.event import AGENT_TYPE, ID
 from logpipe.outputs import bulk
 from logpipe.queue import EventQueue
 from logpipe.timefmt import iso_ns
@@ -75,6 +75,10 @@ class ElasticsearchOutput:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight = 0
+        # Batches taken from the queue and not yet delivered, by a running number: what
+        # a stop must hand back to the spool (their ids keep a re-send exactly-once).
+        self._unfinished: dict[int, tuple[list[Any], list[bulk.Doc]]] = {}
+        self._batch_number = 0
         self.reachable = False
         self.template_ok = asyncio.Event()
         self._up = metrics.OUTPUT_UP.labels(output=OUTPUT)
@@ -98,6 +102,17 @@ class ElasticsearchOutput:
     def idle(self) -> bool:
         return self._in_flight == 0 and len(self.queue) == 0
 
+    def undelivered(self) -> list[Any]:
+        """After stop(): the events of batches that were taken but not delivered, oldest
+        first (a stop with Elasticsearch away leaves them mid-retry)."""
+        out: list[Any] = []
+        for _, (events, docs) in sorted(self._unfinished.items()):
+            # Encoded batches have had their ids popped: give each its id back.
+            for event, doc in zip(events, docs, strict=False):
+                event[ID] = doc.id
+            out.extend(events)
+        return out
+
     async def stop(self) -> None:
         """Cancel the senders (call after draining) and close connections."""
         for task in self._tasks:
@@ -117,14 +132,27 @@ class ElasticsearchOutput:
                 continue
             self._in_flight += 1
             token = getattr(events, "token", None)  # durability: acknowledges the spool
+            self._batch_number = number = self._batch_number + 1
+            self._unfinished[number] = (events, [])
             try:
                 for enrich in self.enrichers:
                     # Per batch, not per event: one API lookup per new container.
                     await enrich(events)
-                docs = bulk.encode(events)
+                docs = bulk.encode(events)  # pops each _id: kept in docs for undelivered()
+                self._unfinished[number] = (events, docs)
                 del events
                 await self._deliver(s.data_stream, docs)
                 self.queue.done(token)
+                del self._unfinished[number]
+            except Exception:
+                # A bug, not a delivery failure (those are retried inside _deliver): say
+                # so loudly and keep this sender alive; the batch stays in _unfinished,
+                # and a stop spools it with the rest.
+                log.exception("Sending a batch failed unexpectedly; the sender goes on.")
+                metrics.FAILED_EVENTS.labels(output=OUTPUT, reason="internal_error").inc(
+                    len(self._unfinished[number][0])
+                )
+                await asyncio.sleep(1.0)
             finally:
                 self._in_flight -= 1
 

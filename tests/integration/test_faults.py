@@ -352,6 +352,38 @@ def test_spool_on_a_full_file_system_drops_counted_and_marked(logpipe_factory, e
         subprocess.run(["umount", "--lazy", str(small)], check=False)
 
 
+def test_stop_with_elasticsearch_away_spools_the_batches_in_flight_too(logpipe_factory, es: ES):
+    """SIGTERM while every batch is mid-retry: what the output holds goes to the spool
+    with what the memory queue holds, and all of it ships on the next start."""
+    lp = logpipe_factory(
+        queue={"max_events": 10_000, "when_full": "spill"},
+        elasticsearch={"batch_max_events": 300, "concurrency": 2},
+        service={"shutdown_timeout": "1s"},
+    )
+    es.node.pause()
+    try:
+        total = 2000
+        _send_paced(lp.socket_path, total, 5000, "inflight")
+        wait_for(
+            lambda: lp.metric("logpipe_received_events_total", input="devlog") == total,
+            20,
+            "every datagram read",
+        )
+        time.sleep(3)  # two batches of 300 taken, sent, waiting on a frozen node
+        assert lp.stop() == 0
+    finally:
+        es.node.resume()
+    log_text = lp.log_text()
+    spooled = int(log_text.split("ships first next time. events=")[1].split()[0])
+    assert spooled == total  # 600 taken by the output + 1,400 still queued
+    lp.start()
+    assert "Spool holds events from before; they ship first. events=2000" in lp.log_text()
+    wait_for(lambda: es.count(lp.data_stream) >= total, 60, f"{total} documents")
+    time.sleep(1)
+    ids = es.all_ids(lp.data_stream)
+    assert len(ids) == len(set(ids)) == total
+
+
 def _rss_mib(pid: int) -> tuple[float, float]:
     """(current, peak) resident set of a process, MiB."""
     fields = dict(
