@@ -162,10 +162,16 @@ class EventQueue:
 
     def put_marker(self, event: Event) -> None:
         """Append a loss marker, whatever the bounds say."""
+        if self.durable:
+            assert self.spool is not None
+            if self.spool.append([event]):  # a crash must not lose the record of a loss
+                self._unread += 1
+                self._after_put()
+                self._ready.set()
+                return
+            self._frame_of.append(None)  # spool full: in memory, as without durability
         self._events.append(event)
         self._sizes.append(0)
-        if self.durable:
-            self._frame_of.append(None)  # in memory only: a marker is re-made after a crash
         metrics.QUEUE_PUSHED.inc()
         self._not_empty.set()
         self._ready.set()  # markers should not wait for a full batch

@@ -142,6 +142,27 @@ def test_durable_queue_acknowledges_only_what_was_delivered(tmp_path) -> None:
     assert asyncio.run(second_run()) == list(range(10, 30))
 
 
+def test_durable_queue_keeps_a_loss_marker_through_a_crash(tmp_path) -> None:
+    async def first_run() -> None:
+        q = EventQueue(100, 10**6, "drop_newest")
+        q.make_durable(Spool(str(tmp_path), 1 << 20, segment_bytes=4096))
+        assert q.put_many([{"n": 1}], [10]) == 0
+        q.put_marker({"event.action": "dropped", "logpipe.loss.count": 7})
+        assert q.spool is not None
+        q.spool.sync()  # no close: as after SIGKILL
+
+    async def second_run() -> list[dict]:
+        q = EventQueue(100, 10**6, "drop_newest")
+        q.make_durable(Spool(str(tmp_path), 1 << 20, segment_bytes=4096))
+        return list(await q.take(100, 10**6, 0))
+
+    asyncio.run(first_run())
+    assert asyncio.run(second_run()) == [
+        {"n": 1},
+        {"event.action": "dropped", "logpipe.loss.count": 7},
+    ]
+
+
 def test_loss_tracker_and_marker() -> None:
     tracker = LossTracker("devlog")
     tracker.add(5, "queue_full", 1_000, 2_000)
