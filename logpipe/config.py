@@ -288,7 +288,7 @@ def from_dict(raw: dict[str, Any], file: str = "<config>") -> Settings:
         kind = table.get("type")
         if kind is None:
             raise ConfigError(file, f"{key}.type", f"missing; one of: {', '.join(INPUT_TYPES)}")
-        if kind not in _INPUT_CLASSES:
+        if not isinstance(kind, str) or kind not in _INPUT_CLASSES:
             raise ConfigError(
                 file,
                 f"{key}.type",

@@ -84,6 +84,8 @@ def test_addresses(value, expected) -> None:
         ({"elasticsearch": {"dlq_data_stream": "_x"}}, "elasticsearch.dlq_data_stream", "bad"),
         ({"queue": []}, "queue", "must be a table"),
         ({"inputs": {"n": {"type": "syslog"}}}, "inputs.n", "no listener"),
+        # found by tests/fuzz: a list as the type was a TypeError (unhashable)
+        ({"inputs": {"n": {"type": ["devlog"]}}}, "inputs.n.type", "unknown input type"),
         ({"inputs": {"n": {"type": "syslog", "tcp": "localhost:514"}}}, "inputs.n.tcp", "IP"),
         ({"inputs": {"n": {"type": "syslog", "udp": 514}}}, "inputs.n.udp", "address"),
         (

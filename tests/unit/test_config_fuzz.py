@@ -59,7 +59,7 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
         for n in range(draw(st.integers(0, 3))):
             cls = draw(st.sampled_from(_INPUT_CLASSES))
             table = draw(_table(cls))
-            table["type"] = draw(st.one_of(st.just(cls().type), _scalars))
+            table["type"] = draw(st.one_of(st.just(cls().type), _values))
             inputs[f"in{n}"] = table
         doc["inputs"] = draw(st.one_of(st.just(inputs), _values))
     if draw(st.integers(0, 9)) == 0:
