@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import resource
 import signal
 import sys
 import urllib.error
@@ -103,12 +104,21 @@ def _supervise(settings: config_mod.Settings, argv: list[str], level: str) -> in
     return supervisor.run()
 
 
+def _raise_open_files_limit() -> None:
+    """Every client connection is a descriptor: take the hard limit, not the soft 1024
+    many systems start a process with."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _worker(settings: config_mod.Settings) -> int:
     from logpipe.pipeline import Pipeline
 
     # The supervisor's signals, should a process group get them, are not ours.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    _raise_open_files_limit()
     try:
         with asyncio.Runner(loop_factory=_loop_factory(settings.service.event_loop)) as runner:
             runner.run(Pipeline(settings).run())

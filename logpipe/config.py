@@ -25,7 +25,7 @@ from logpipe.parsers.multiline import MODES as MULTILINE_MODES
 DEFAULT_CONFIG = Path(__file__).parent / "data" / "logpipe.toml"
 
 WHEN_FULL_POLICIES = ("drop_newest", "block", "spill")
-INPUT_TYPES = ("devlog", "syslog", "docker")
+INPUT_TYPES = ("devlog", "syslog", "forward", "docker")
 TLS_VERSIONS = ("1.2", "1.3")
 
 _SIZE_UNITS = {
@@ -126,6 +126,32 @@ class SyslogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ForwardSettings:
+    name: str = _setting("forward", "internal", "The table name under [inputs].")
+    type: str = _setting("forward", "str", "The input type.")
+    listen: str = _setting("0.0.0.0:24224", "listen", "host:port for the Forward protocol (TCP).")
+    tls_cert: str = _setting("", "str", "A certificate chain (PEM): the listener speaks TLS.")
+    tls_key: str = _setting("", "str", "tls: its private key (PEM file).")
+    tls_client_ca: str = _setting(
+        "", "str", "tls: CA (PEM) that client certificates must chain to; '' = no client certs."
+    )
+    tls_min_version: str = _setting(
+        "1.2", "enum", "tls: the oldest TLS version accepted: 1.2 | 1.3", choices=TLS_VERSIONS
+    )
+    shared_key: str = _setting("", "str", "Clients must prove this key (HELO/PING/PONG); '' = off.")
+    self_hostname: str = _setting("", "str", "Our name in the handshake; default: the node name.")
+    max_message_bytes: int = _setting(
+        16 * 1024**2, "size", "A larger message (chunk) closes the connection, counted."
+    )
+    max_connections: int = _setting(
+        4096, "int", "Connections at once; one more is closed at once and counted."
+    )
+    idle_timeout: float = _setting(
+        600.0, "duration", "A connection that sends nothing for this long is closed."
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class DockerSettings:
     name: str = _setting("docker", "internal", "The table name under [inputs].")
     type: str = _setting("docker", "str", "The input type.")
@@ -195,7 +221,7 @@ class QueueSettings:
         choices=("memory", "disk"),
     )
     fsync_interval: float = _setting(
-        1.0, "duration", "durability = disk: how often the spool is fsynced (0: every batch)."
+        1.0, "duration", "durability = disk: how often the spool is fsynced (power loss)."
     )
     loss_marker_interval: float = _setting(
         10.0, "duration", "How often a loss-marker event sums up the drops of each input."
@@ -230,13 +256,37 @@ class ElasticsearchSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ForwardOutputSettings:
+    hosts: tuple[str, ...] = _setting(
+        (), "addresses", "host:port of forward receivers; set = ship here, not to Elasticsearch."
+    )
+    tag: str = _setting("logpipe", "str", "The tag of every chunk sent.")
+    tls: bool = _setting(False, "bool", "Connect with TLS.")
+    tls_ca: str = _setting("", "str", "tls: CA (PEM) the receivers' certificates chain to.")
+    tls_cert: str = _setting("", "str", "tls: our client certificate (PEM), for mutual TLS.")
+    tls_key: str = _setting("", "str", "tls: its private key (PEM).")
+    shared_key: str = _setting("", "str", "The receivers' shared key (HELO/PING/PONG).")
+    self_hostname: str = _setting("", "str", "Our name in the handshake; default: the node name.")
+    compress: bool = _setting(True, "bool", "Send CompressedPackedForward (gzip).")
+    batch_max_events: int = _setting(2000, "int", "Events in one chunk at most.")
+    batch_max_bytes: int = _setting(5 * 1024**2, "size", "Bytes in one chunk at most (about).")
+    flush_interval: float = _setting(1.0, "duration", "A partial chunk waits this long at most.")
+    concurrency: int = _setting(2, "int", "Chunks in flight at once (one per connection).")
+    ack_timeout: float = _setting(30.0, "duration", "No ack by then: re-send (same chunk id).")
+    connect_timeout: float = _setting(5.0, "duration", "One connection attempt's deadline.")
+    retry_initial_backoff: float = _setting(0.2, "duration", "First retry delay (doubles).")
+    retry_max_backoff: float = _setting(10.0, "duration", "Retry delays are capped here.")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     file: str
     service: ServiceSettings
     admin: AdminSettings
-    inputs: tuple[DevlogSettings | SyslogSettings | DockerSettings, ...]
+    inputs: tuple[DevlogSettings | SyslogSettings | ForwardSettings | DockerSettings, ...]
     queue: QueueSettings
     elasticsearch: ElasticsearchSettings
+    forward: ForwardOutputSettings = ForwardOutputSettings()
 
     @property
     def node_name(self) -> str:
@@ -252,6 +302,7 @@ class Settings:
 _INPUT_CLASSES: dict[str, type] = {
     "devlog": DevlogSettings,
     "syslog": SyslogSettings,
+    "forward": ForwardSettings,
     "docker": DockerSettings,
 }
 
@@ -275,7 +326,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
 
 def from_dict(raw: dict[str, Any], file: str = "<config>") -> Settings:
     """Validate an already parsed TOML document."""
-    known = {"service", "admin", "inputs", "queue", "elasticsearch"}
+    known = {"service", "admin", "inputs", "queue", "elasticsearch", "forward"}
     for key in raw:
         if key not in known:
             raise ConfigError(file, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -304,6 +355,7 @@ def from_dict(raw: dict[str, Any], file: str = "<config>") -> Settings:
         elasticsearch=_build(
             ElasticsearchSettings, _table(raw, "elasticsearch", file), "elasticsearch", file
         ),
+        forward=_build(ForwardOutputSettings, _table(raw, "forward", file), "forward", file),
     )
     _check_relations(settings)
     return settings
@@ -326,6 +378,8 @@ def _check_relations(s: Settings) -> None:
     for inp in s.inputs:
         if isinstance(inp, SyslogSettings):
             _check_syslog(s.file, inp, listeners)
+        elif isinstance(inp, ForwardSettings):
+            _check_forward(s.file, inp, listeners)
     if s.elasticsearch.data_stream == s.elasticsearch.dlq_data_stream:
         raise ConfigError(s.file, "elasticsearch.dlq_data_stream", "must differ from data_stream")
 
@@ -346,15 +400,34 @@ def _check_syslog(file: str, inp: SyslogSettings, listeners: dict[str, str]) -> 
         if key in listeners:
             raise ConfigError(file, which, f"{address} is already used by {listeners[key]}")
         listeners[key] = which
-    if inp.tls:
-        for key in ("tls_cert", "tls_key"):
-            path = getattr(inp, key)
-            if not path:
-                raise ConfigError(file, f"{prefix}.{key}", "required when tls is set")
-            if not os.access(path, os.R_OK):
-                raise ConfigError(file, f"{prefix}.{key}", f"cannot read {path}")
-        if inp.tls_client_ca and not os.access(inp.tls_client_ca, os.R_OK):
-            raise ConfigError(file, f"{prefix}.tls_client_ca", f"cannot read {inp.tls_client_ca}")
+    _check_tls_files(file, prefix, inp.tls_cert, inp.tls_key, inp.tls_client_ca, inp.tls != "")
+
+
+def _check_forward(file: str, inp: ForwardSettings, listeners: dict[str, str]) -> None:
+    prefix = f"inputs.{inp.name}"
+    if not inp.listen:
+        raise ConfigError(file, f"{prefix}.listen", "required: host:port to listen on")
+    key = f"tcp:{inp.listen}"
+    if key in listeners:
+        raise ConfigError(
+            file, f"{prefix}.listen", f"{inp.listen} is already used by {listeners[key]}"
+        )
+    listeners[key] = f"{prefix}.listen"
+    _check_tls_files(file, prefix, inp.tls_cert, inp.tls_key, inp.tls_client_ca, inp.tls_cert != "")
+
+
+def _check_tls_files(
+    file: str, prefix: str, cert: str, key: str, client_ca: str, wanted: bool
+) -> None:
+    if not wanted:
+        return
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        if not path:
+            raise ConfigError(file, f"{prefix}.{name}", "required when tls is set")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(file, f"{prefix}.{name}", f"cannot read {path}")
+    if client_ca and not os.access(client_ca, os.R_OK):
+        raise ConfigError(file, f"{prefix}.tls_client_ca", f"cannot read {client_ca}")
 
 
 def _table(raw: dict[str, Any], key: str, file: str) -> dict[str, Any]:
@@ -493,6 +566,11 @@ def _to_enum(value: Any, meta: dict[str, Any]) -> str:
     return value
 
 
+def _to_addresses(value: Any, meta: dict[str, Any]) -> tuple[str, ...]:
+    _want(value, list, "a list of host:port strings")
+    return tuple(parse_address(v) for v in value)
+
+
 def _to_urls(value: Any, meta: dict[str, Any]) -> tuple[str, ...]:
     _want(value, list, "a list of URLs")
     if not value:
@@ -564,6 +642,7 @@ _CONVERTERS = {
     "mode": _to_mode,
     "enum": _to_enum,
     "urls": _to_urls,
+    "addresses": _to_addresses,
     "timezone": _to_timezone,
     "stream": _to_stream,
     "strs": _to_strs,

@@ -22,7 +22,13 @@ import socket
 import stat
 import time
 
-from logpipe.config import DevlogSettings, Settings, SyslogSettings, split_address
+from logpipe.config import (
+    DevlogSettings,
+    ForwardSettings,
+    Settings,
+    SyslogSettings,
+    split_address,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ def wanted_keys(settings: Settings) -> dict[str, tuple[str, str]]:
     for inp in settings.inputs:
         if isinstance(inp, DevlogSettings):
             keys[devlog_key(inp.path)] = ("unix-dgram", inp.path)
+        elif isinstance(inp, ForwardSettings):
+            keys[tcp_key(inp.listen)] = ("tcp", inp.listen)
         elif isinstance(inp, SyslogSettings):
             if inp.udp:
                 keys[udp_key(inp.udp)] = ("udp", inp.udp)

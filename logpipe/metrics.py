@@ -45,6 +45,9 @@ CONNECTIONS_CLOSED = Counter(
     "malformed_frame, tls_handshake, stopping).",
     ["input", "listener", "reason"],
 )
+FORWARD_ACKS = Counter(
+    "logpipe_forward_acks_total", "Forward chunks acknowledged (their events queued).", ["input"]
+)
 
 QUEUE_EVENTS = Gauge("logpipe_queue_events", "Events waiting in the memory queue.")
 QUEUE_BYTES = Gauge("logpipe_queue_bytes", "Approximate bytes waiting in the memory queue.")

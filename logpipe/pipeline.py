@@ -16,7 +16,7 @@ from typing import Any
 
 from logpipe import listen, metrics
 from logpipe.admin import AdminServer
-from logpipe.config import DockerSettings, Settings, SyslogSettings
+from logpipe.config import DockerSettings, ForwardSettings, Settings, SyslogSettings
 from logpipe.enrich.containers import ContainerMetadata
 from logpipe.enrich.docker_client import DockerClient
 from logpipe.event import Stamper, loss_marker
@@ -24,8 +24,10 @@ from logpipe.inputs.devlog import DevlogInput
 from logpipe.inputs.devlog_sockets import ContainerSockets
 from logpipe.inputs.docker import DockerInput
 from logpipe.inputs.docker_files import DockerFilesInput
+from logpipe.inputs.forward import ForwardInput
 from logpipe.inputs.syslog_net import SyslogNetInput
 from logpipe.outputs.elasticsearch import ElasticsearchOutput
+from logpipe.outputs.forward import ForwardOutput
 from logpipe.queue import EventQueue, LossTracker
 from logpipe.spool import Spool
 
@@ -63,7 +65,9 @@ class Pipeline:
                     spool.pending_bytes,
                 )
         self.losses: dict[str, tuple[LossTracker, Stamper]] = {}
-        self.inputs: list[DevlogInput | SyslogNetInput | DockerInput | DockerFilesInput] = []
+        self.inputs: list[
+            DevlogInput | SyslogNetInput | ForwardInput | DockerInput | DockerFilesInput
+        ] = []
         self.docker_inputs: list[DockerInput | DockerFilesInput] = []
         # One metadata cache per Docker API socket, shared by the inputs that use it.
         self.metadata: dict[str, ContainerMetadata] = {}
@@ -92,8 +96,12 @@ class Pipeline:
                 self.docker_inputs.append(docker)
                 continue
             tracker = LossTracker(inp.name)
-            if isinstance(inp, SyslogSettings):
-                net = SyslogNetInput(inp, self.queue, node, tracker)
+            if isinstance(inp, SyslogSettings | ForwardSettings):
+                net: SyslogNetInput | ForwardInput
+                if isinstance(inp, SyslogSettings):
+                    net = SyslogNetInput(inp, self.queue, node, tracker)
+                else:
+                    net = ForwardInput(inp, self.queue, node, tracker)
                 for key in net.listener_keys():
                     sock = listen.take(key, fds)
                     if sock is not None:
@@ -113,14 +121,19 @@ class Pipeline:
                         inp, self.queue, node, tracker, self._metadata_for(inp.docker_socket)
                     )
                 )
-        self.output = ElasticsearchOutput(
-            settings.elasticsearch,
-            self.queue,
-            node,
-            settings.dead_letter_file,
-            settings.file,
-            enrichers=[m.enrich for m in self.metadata.values()],
-        )
+        enrichers = [m.enrich for m in self.metadata.values()]
+        self.output: ElasticsearchOutput | ForwardOutput
+        if settings.forward.hosts:
+            self.output = ForwardOutput(settings.forward, self.queue, node, enrichers)
+        else:
+            self.output = ElasticsearchOutput(
+                settings.elasticsearch,
+                self.queue,
+                node,
+                settings.dead_letter_file,
+                settings.file,
+                enrichers=enrichers,
+            )
         self.admin = AdminServer(
             settings.admin.listen,
             self.readiness,
@@ -189,7 +202,7 @@ class Pipeline:
         syncs.cancel()
         deadline = time.monotonic() + self.settings.service.shutdown_timeout
         for inp in self.inputs:
-            if isinstance(inp, SyslogNetInput):
+            if isinstance(inp, SyslogNetInput | ForwardInput):
                 await inp.wait_closed(deadline)
         self._emit_loss_markers()
         await self._drain(deadline)

@@ -13,7 +13,6 @@ tests/unit (the fuzz tests there hold the ones found so far). The suite runs eve
 target for a few hundred inputs (tests/unit/test_fuzz_targets.py) so this script keeps
 working; the long runs are for people.
 
-The forward protocol's frames get a target with the forward input.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ with atheris.instrument_imports(include=["logpipe"]):
 
     from logpipe import config
     from logpipe.errors import ConfigError
+    from logpipe.parsers import forward
     from logpipe.parsers.cee import apply_cee
     from logpipe.parsers.docker import (
         FrameError,
@@ -130,6 +130,23 @@ def fuzz_structured_text(data: bytes) -> None:
     orjson.dumps(line_event)
 
 
+def fuzz_forward(data: bytes) -> None:
+    """What a forward client sends, in fuzzer-chosen reads: chunks and PINGs or a
+    ForwardError, and every record becomes an event orjson can encode."""
+    fdp = atheris.FuzzedDataProvider(data)
+    decoder = forward.ForwardDecoder(max_message_bytes=fdp.ConsumeIntInRange(16, 1 << 16))
+    for piece in _chunks(fdp):
+        try:
+            messages = decoder.feed(piece)
+        except forward.ForwardError:
+            return
+        for message in messages:
+            if isinstance(message, forward.Chunk):
+                for _time_ns, record in message.entries:
+                    event, _partial = forward.record_to_event(message.tag, record)
+                    orjson.dumps(event)
+
+
 def fuzz_config(data: bytes) -> None:
     try:
         raw = tomllib.loads(data.decode("utf-8", "replace"))
@@ -149,6 +166,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "multiplexed": fuzz_multiplexed,
     "raw_stream": fuzz_raw_stream,
     "structured_text": fuzz_structured_text,
+    "forward": fuzz_forward,
     "config": fuzz_config,
 }
 
@@ -178,6 +196,12 @@ def seeds(name: str) -> list[bytes]:
         return (DATA / "docker" / "json-file.sample.log").read_bytes().splitlines()
     if name == "cri":
         return (DATA / "docker" / "cri.sample.log").read_bytes().splitlines()
+    if name == "forward":
+        examples = ROOT.parent / "shared" / "data" / "forward" / "docker_fluentd_examples.jsonl"
+        found = []
+        if examples.exists():
+            found = [bytes.fromhex(json.loads(x)["hex"]) for x in examples.read_text().splitlines()]
+        return [b"\x05\x00" + frame for frame in found]  # a size, then the frame
     if name == "config":
         text = (ROOT / "config" / "logpipe.toml").read_text()
         return [text.encode(), re.sub(r"^# ?", "", text, flags=re.M).encode()]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.certs import make_certificates
 from tests.integration.conftest import (
     ES,
     assert_numbered_lines,
@@ -155,27 +156,6 @@ def test_an_over_long_message_is_cut_tagged_and_the_next_one_is_whole(
     (hit,) = es.search(lp.data_stream, {"term": {"process.name": "longone"}}, size=1)
     assert "_message_truncated" in hit["_source"]["tags"]
     assert lp.metric("logpipe_truncated_events_total", input="net") == 1
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_certificates(directory: Path) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all made now."""
-    directory.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=logpipe test CA", "-keyout", "ca.key", "-out", "ca.pem",
-             cwd=directory)  # fmt: skip
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=logpipe test {name}",
-                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=directory)  # fmt: skip
-        extfile = directory / f"{name}.ext"
-        extfile.write_text(ext + "\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-out", f"{name}.pem",
-                 *(["-extfile", str(extfile)] if ext else []), cwd=directory)  # fmt: skip
-    return directory
 
 
 def test_tls_with_client_certificates_and_one_without_is_refused(

@@ -21,6 +21,7 @@ TARGETS = [
     "multiplexed",
     "raw_stream",
     "structured_text",
+    "forward",
     "config",
 ]
 
