@@ -8,6 +8,7 @@ each other's documents, and its own logpipe process started as an operator would
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -355,7 +356,9 @@ def logpipe_factory(
     started: list[Logpipe] = []
 
     def make(start: bool = True, **overrides: Any) -> Logpipe:
-        name = request.node.name.lower().replace("_", "-").replace("[", "-").strip("]")[:40]
+        name = request.node.name.lower().replace("_", "-").replace("[", "-").strip("]")
+        if len(name) > 40:  # cut, and kept apart from its parametrized siblings
+            name = name[:33] + "-" + hashlib.blake2b(name.encode(), digest_size=3).hexdigest()
         lp = Logpipe(tmp_path / f"lp{len(started)}", es.url, f"{name}{len(started)}", overrides)
         started.append(lp)
         if start:

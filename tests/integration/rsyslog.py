@@ -14,7 +14,9 @@ SNIPPETS = Path(__file__).resolve().parents[2] / "config" / "rsyslog"
 
 
 class Rsyslogd:
-    def __init__(self, workdir: Path, snippet: str, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, snippet: str, env: dict[str, str], action: str = "") -> None:
+        """``snippet``: a file of config/rsyslog/, included as it is; or ``action``: an
+        action() of the test's own (``snippet`` then empty)."""
         self.workdir = workdir
         self.socket = workdir / "log.sock"
         self.config = workdir / "rsyslog.conf"
@@ -25,7 +27,7 @@ class Rsyslogd:
             f'global(workDirectory="{workdir / "work"}" maxMessageSize="64k")\n'
             'module(load="imuxsock" SysSock.Use="off")\n'
             f'input(type="imuxsock" Socket="{self.socket}" RateLimit.Interval="0")\n'
-            f'include(file="{SNIPPETS / snippet}")\n'
+            + (f'include(file="{SNIPPETS / snippet}")\n' if snippet else action + "\n")
         )
         self.env = {**os.environ, **env}
         self.proc: subprocess.Popen[bytes] | None = None

@@ -15,6 +15,7 @@ import msgpack
 import pytest
 from fluent import sender
 
+from tests.integration.certs import make_certificates
 from tests.integration.conftest import (
     ES,
     ROOT,
@@ -279,3 +280,56 @@ def test_a_flood_of_idle_connections_and_a_slow_sender_do_not_stop_others(logpip
         for s in held:
             s.close()
         slow.join(5)
+
+
+def test_node_over_tls_balances_two_aggregators_and_fails_over(
+    logpipe_factory, es: ES, tmp_path: Path
+):
+    """Mutual TLS between the tiers; two aggregators, one stopped mid-stream: the node
+    moves its chunks to the other, and every event is in once."""
+    certs = make_certificates(tmp_path / "certs")
+    tls_in = {
+        "tls_cert": str(certs / "server.pem"),
+        "tls_key": str(certs / "server.key"),
+        "tls_client_ca": str(certs / "ca.pem"),
+    }
+    ports = [free_port(), free_port()]
+    aggregators = [
+        logpipe_factory(**_forward_input(port, **tls_in), queue={"durability": "disk"})
+        for port in ports
+    ]
+    # Both aggregators write to the first one's data stream: one place to count.
+    for a in aggregators[1:]:
+        a.stop()
+        a.config_path.write_text(
+            a.config_path.read_text().replace(a.data_stream, aggregators[0].data_stream)
+        )
+        a.start()
+    node = logpipe_factory(
+        forward={
+            "hosts": [f"127.0.0.1:{p}" for p in ports],
+            "tls": True,
+            "tls_ca": str(certs / "ca.pem"),
+            "tls_cert": str(certs / "client.pem"),
+            "tls_key": str(certs / "client.key"),
+            "batch_max_events": 200,
+            "flush_interval": "100ms",
+            "retry_max_backoff": "1s",
+        }
+    )
+    total = 10_000
+    sender_thread = threading.Thread(
+        target=_send_paced, args=(node.socket_path, total, 2000.0, "balanced")
+    )
+    sender_thread.start()
+    time.sleep(2)
+    received_before = [a.metric("logpipe_received_events_total", input="fwd") for a in aggregators]
+    assert all(r > 0 for r in received_before), received_before  # both took chunks
+    assert aggregators[1].stop() == 0  # one aggregator goes away mid-stream
+    sender_thread.join()
+    query = {"term": {"process.name": "balanced"}}
+    index = aggregators[0].data_stream
+    wait_for_count(es, index, total, 120, query)
+    time.sleep(2)
+    hits = es.all_hits(index, query, source=["message"])
+    assert len({h["_id"] for h in hits}) == len(hits) == total

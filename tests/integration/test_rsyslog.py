@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,3 +203,68 @@ def test_rsyslog_over_tls_with_client_certificates(logpipe_factory, es: ES, rsys
     )
     time.sleep(2)
     assert es.count(lp.data_stream, {"term": {"process.name": "fwdstranger"}}) <= 0
+
+
+@pytest.mark.parametrize(
+    ("template", "framing"),
+    [
+        ("RSYSLOG_ForwardFormat", "octet-counted"),
+        ("RSYSLOG_TraditionalForwardFormat", "traditional"),
+        ("RSYSLOG_SyslogProtocol23Format", "traditional"),
+    ],
+)
+def test_rsyslog_forwarding_templates_parse_without_failures(
+    logpipe_factory, es: ES, rsyslogds, tmp_path, template: str, framing: str
+):
+    """What rsyslog's own forwarding templates send, in both TCP framings, parsed with
+    the host, the tag and the message right (not the snippets: every template)."""
+    port = free_port()
+    lp = logpipe_factory(**{"inputs.net": {"type": "syslog", "tcp": f"127.0.0.1:{port}"}})
+    action = (
+        f'action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" '
+        f'TCP_Framing="{framing}" template="{template}")'
+    )
+    r = Rsyslogd(tmp_path / "rs", "", {}, action=action)
+    rsyslogds.append(r)
+    r.start()
+    r.log("tmpl", [f"line {n} of {template}" for n in range(1, 1001)])
+    query = {"term": {"process.name": "tmpl"}}
+    assert_numbered_lines(es, lp.data_stream, query, 1000)
+    (hit,) = es.search(lp.data_stream, {"match_phrase": {"message": "line 7 of"}}, size=1)
+    doc = hit["_source"]
+    assert doc["message"].strip() == f"line 7 of {template}"
+    assert doc["host.hostname"] == SHORT_HOSTNAME
+    assert "tags" not in doc
+    assert lp.metric("logpipe_parse_failures_total", input="net") == 0
+
+
+def test_tcp_with_block_pushes_back_on_the_sender_and_drops_nothing(logpipe_factory, es: ES):
+    port = free_port()
+    lp = logpipe_factory(
+        **{"inputs.net": {"type": "syslog", "tcp": f"127.0.0.1:{port}"}},
+        queue={"max_events": 100, "when_full": "block"},
+    )
+    total = 20_000
+    sent = [0]
+    padding = b" " + b"p" * 1000  # 20 MB in all: more than the kernel buffers hold
+
+    def send() -> None:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            for n in range(1, total + 1):
+                s.sendall(b"<13>Nov 29 10:00:00 host pushback: line %d%s\n" % (n, padding))
+                sent[0] = n
+
+    es.node.pause()
+    try:
+        thread = threading.Thread(target=send)
+        thread.start()
+        time.sleep(5)
+        stalled_at = sent[0]
+        assert stalled_at < total  # the sender is held up by TCP, not its lines dropped
+        time.sleep(1)
+        assert sent[0] == stalled_at
+    finally:
+        es.node.resume()
+    thread.join(60)
+    assert_numbered_lines(es, lp.data_stream, {"term": {"process.name": "pushback"}}, total)
+    assert lp.metric("logpipe_dropped_events_total", input="net") == 0
