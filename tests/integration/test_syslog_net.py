@@ -195,3 +195,20 @@ def test_tls_with_client_certificates_and_one_without_is_refused(
     )
     time.sleep(1)
     assert es.count(lp.data_stream, {"term": {"process.name": "nocert"}}) == 0
+
+
+def test_ipv6_listeners_and_ipv4_through_a_dual_stack_socket(logpipe_factory, es: ES) -> None:
+    udp, tcp = free_port(), free_port()
+    lp = logpipe_factory(**_syslog_input(udp=f"[::1]:{udp}", tcp=f"[::]:{tcp}"))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.sendto(b"<13>Nov 29 10:00:00 host six: over udp6", ("::1", udp))
+    with socket.create_connection(("127.0.0.1", tcp), timeout=10) as s:  # IPv4 into [::]
+        s.sendall(b"<13>Nov 29 10:00:00 host four: over tcp4\n")
+    wait_for_count(es, lp.data_stream, 2, 30, {"terms": {"process.name": ["six", "four"]}})
+    by_name = {
+        h["_source"]["process.name"]: h["_source"]
+        for h in es.search(lp.data_stream, {"terms": {"process.name": ["six", "four"]}})
+    }
+    assert by_name["six"]["source.ip"] == "::1"
+    assert by_name["six"]["network.transport"] == "udp"
+    assert by_name["four"]["source.ip"] == "127.0.0.1"  # not ::ffff:127.0.0.1
