@@ -14,7 +14,9 @@ import sys
 import orjson
 from aiohttp import web
 
-_ITEM = b'{"create":{"status":201}}'
+# One item per document, under the action the request used (logpipe: create;
+# rsyslog's omelasticsearch: index); a client that finds no matching item retries.
+_ITEMS = {b"create": b'{"create":{"status":201}}', b"index": b'{"index":{"status":201}}'}
 
 
 class Sink:
@@ -24,10 +26,14 @@ class Sink:
 
     async def bulk(self, request: web.Request) -> web.Response:
         body = await request.read()
-        docs = body.count(b"\n") // 2
+        action = b"index" if body.startswith(b'{"index"') else b"create"
+        # Documents = action lines (rsyslog ends its body with an extra blank line).
+        head = b'{"' + action + b'":'
+        docs = body.count(b"\n" + head) + body.startswith(head)
         self.count += docs
         self.bytes += len(body)
-        answer = b'{"took":1,"errors":false,"items":[' + b",".join([_ITEM] * docs) + b"]}"
+        items = b",".join([_ITEMS[action]] * docs)
+        answer = b'{"took":1,"errors":false,"items":[' + items + b"]}"
         return web.Response(body=answer, content_type="application/json")
 
     async def counts(self, request: web.Request) -> web.Response:
@@ -45,9 +51,12 @@ def main() -> None:
     sink = Sink()
     app = web.Application(client_max_size=256 * 1024**2)
     app.router.add_post("/{index}/_bulk", sink.bulk)
+    app.router.add_post("/_bulk", sink.bulk)  # rsyslog's omelasticsearch in bulk mode
     app.router.add_get("/_count", sink.counts)
     app.router.add_get("/_index_template/{name}", sink.ok)
     app.router.add_get("/_cluster/health", sink.ok)
+    app.router.add_get("/", sink.ok)  # omelasticsearch's liveness check
+    app.router.add_get("/_cat/health", sink.ok)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
