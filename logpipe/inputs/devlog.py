@@ -34,6 +34,7 @@ from logpipe.event import (
     USER_ID,
     Stamper,
 )
+from logpipe.inputs.datagrams import drain_dropping, grow_receive_buffer
 from logpipe.parsers.cee import apply_cee
 from logpipe.parsers.syslog import SyslogParser
 from logpipe.queue import EventQueue, LossTracker
@@ -45,7 +46,6 @@ SO_PASSCRED = getattr(socket, "SO_PASSCRED", 16)
 SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
-SO_RCVBUFFORCE = 33
 # Plain ints: the socket module's constants are enum members, and enum arithmetic
 # per datagram showed up in profiles.
 MSG_TRUNC = int(socket.MSG_TRUNC)
@@ -110,21 +110,13 @@ class DevlogInput:
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_PASSCRED, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            self._grow_receive_buffer(sock)
+            grow_receive_buffer(sock, self.settings.receive_buffer_bytes)
             sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
         self.sock = sock
         log.info("%s for /dev/log datagrams. path=%s input=%s", how, path, self.name)
-
-    def _grow_receive_buffer(self, sock: socket.socket) -> None:
-        want = self.settings.receive_buffer_bytes
-        try:
-            # FORCE lifts net.core.rmem_max for a privileged process.
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, want)
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.sock is not None, "open() first"
@@ -172,7 +164,9 @@ class DevlogInput:
                 # of this wake-up as cheaply as the kernel allows (no ancillary data, no
                 # allocation), counting each datagram as dropped.
                 drop_first_ns = time.time_ns()
-                n_dropped, n_bytes = self._drain_dropping(MAX_DATAGRAMS_PER_WAKE - received)
+                n_dropped, n_bytes = drain_dropping(
+                    sock, self._scratch, MAX_DATAGRAMS_PER_WAKE - received
+                )
                 received += n_dropped
                 received_bytes += n_bytes
                 dropped += n_dropped
@@ -245,23 +239,6 @@ class DevlogInput:
             self._truncated.inc(truncated)
         if failures:
             self._parse_failures.inc(failures)
-
-    def _drain_dropping(self, limit: int) -> tuple[int, int]:
-        """Read up to ``limit`` datagrams into one scratch buffer; return (count, bytes)."""
-        assert self.sock is not None
-        recv_into = self.sock.recv_into
-        scratch = self._scratch
-        count = nbytes = 0
-        while count < limit:
-            try:
-                nbytes += recv_into(scratch)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                log.warning("Failed to read datagram. error=%s input=%s", exc, self.name)
-                break
-            count += 1
-        return count, nbytes
 
     def _pause_until_room(self) -> None:
         """``block`` policy: stop reading; the kernel queue then pushes back on senders."""

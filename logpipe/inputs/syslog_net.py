@@ -31,6 +31,8 @@ from typing import Any
 from logpipe import listen, metrics
 from logpipe.config import SyslogSettings
 from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
+from logpipe.inputs.datagrams import drain_dropping, grow_receive_buffer
+from logpipe.inputs.devlog import REASON_QUEUE_FULL, REASON_SPOOL_FULL, TAG_TRUNCATED
 from logpipe.inputs.streams import (
     CLOSED_MALFORMED,
     StreamConnection,
@@ -45,7 +47,6 @@ from logpipe.queue import EventQueue, LossTracker
 
 log = logging.getLogger(__name__)
 
-SO_RCVBUFFORCE = 33
 # Linux: each datagram then carries the socket's running count of datagrams the kernel
 # dropped (receive buffer full) before it, so those losses are counted too.
 SO_RXQ_OVFL = 40
@@ -57,9 +58,6 @@ MAX_DATAGRAMS_PER_WAKE = 2000
 # dict per sender beats building the same three fields per datagram.
 MAX_CACHED_SENDERS = 4096
 
-TAG_TRUNCATED = "_message_truncated"
-REASON_QUEUE_FULL = "queue_full"
-REASON_SPOOL_FULL = "spool_full"
 REASON_KERNEL_BUFFER = "kernel_buffer"  # UDP: dropped by the kernel before logpipe read it
 
 
@@ -122,7 +120,7 @@ class SyslogNetInput:
         try:
             if s.udp:
                 self.udp = self._socket(listen.udp_key(s.udp), listen.bind_udp, s.udp)
-                self._grow_receive_buffer(self.udp)
+                grow_receive_buffer(self.udp, s.receive_buffer_bytes)
                 self.udp.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
                 self.udp.setblocking(False)
             if s.tcp:
@@ -144,13 +142,6 @@ class SyslogNetInput:
     def _socket(self, key: str, bind: Any, address: str) -> socket.socket:
         sock = self.inherited.pop(key, None)
         return sock if sock is not None else bind(address)
-
-    def _grow_receive_buffer(self, sock: socket.socket) -> None:
-        want = self.settings.receive_buffer_bytes
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, want)
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
 
     @property
     def connections(self) -> set[StreamConnection]:
@@ -259,7 +250,9 @@ class SyslogNetInput:
         while received < MAX_DATAGRAMS_PER_WAKE:
             if len(frames) >= room:
                 first_drop_ns = time.time_ns()
-                dropped, dropped_bytes = self._drain_dropping(MAX_DATAGRAMS_PER_WAKE - received)
+                dropped, dropped_bytes = drain_dropping(
+                    sock, self._scratch, MAX_DATAGRAMS_PER_WAKE - received
+                )
                 received += dropped
                 nbytes += dropped_bytes
                 break
@@ -317,21 +310,6 @@ class SyslogNetInput:
                 self._kernel_drops = total
                 return new
         return 0
-
-    def _drain_dropping(self, limit: int) -> tuple[int, int]:
-        assert self.udp is not None
-        recv_into = self.udp.recv_into
-        scratch = self._scratch
-        count = nbytes = 0
-        while count < limit:
-            try:
-                nbytes += recv_into(scratch)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            count += 1
-        return count, nbytes
 
 
 class _Connection(StreamConnection):
