@@ -11,7 +11,12 @@ best round and the ratios logpipe/rsyslog. CPU is user + sys of the shipper's pr
 (all its threads), from /proc. Results are appended to benchmarks/results/compare.jsonl
 and to benchmarks/RESULTS.md.
 
-Not yet here (issue 6): the tcp, files, e2e and burst scenarios, charts, and workers > 1.
+Scenario ``tcp``: RFC 5424 with octet counting over TCP, one connection per sender,
+into logpipe's syslog input or rsyslog's imtcp. Scenario ``forward``: PackedForward
+frames of 1,000 entries into logpipe's forward input; rsyslog has no forward input, so
+its row there is imtcp receiving the tcp scenario's stream.
+
+Not yet here (issue 6): the files, e2e and burst scenarios, charts, and workers > 1.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,27 +33,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.devlog import PAYLOAD_BYTES, SENDER
-from benchmarks.harness import ROOT, Rig, append_result, cpu_seconds, peak_rss_mib, wait_for
+from benchmarks.harness import (
+    ROOT,
+    Rig,
+    append_result,
+    cpu_seconds,
+    free_port,
+    peak_rss_mib,
+    wait_for,
+)
 from benchmarks.rsyslog_rig import RsyslogRig
+from benchmarks.senders import DATAGRAM, FORWARD_PACKED, TCP_OCTET_COUNTED
+
+PAYLOAD_BYTES = 120
 
 RESULTS = ROOT / "benchmarks" / "results" / "compare.jsonl"
 REPORT = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def _measure(
-    pid: int, delivered: Callable[[], int], socket_path: str, messages: int, senders: int
+    pid: int, delivered: Callable[[], int], commands: list[list[str]], total: int
 ) -> dict[str, float]:
-    """Send ``messages`` from ``senders`` processes; time until the sink has them all."""
-    per = messages // senders
-    total = per * senders
+    """Run the sender ``commands`` at once; time until the sink has ``total`` messages."""
     time.sleep(0.5)
     cpu0 = cpu_seconds(pid)
     t0 = time.perf_counter()
-    procs = [
-        subprocess.Popen([sys.executable, "-c", SENDER, socket_path, str(per), str(PAYLOAD_BYTES)])
-        for _ in range(senders)
-    ]
+    procs = [subprocess.Popen(command) for command in commands]
     for p in procs:
         p.wait()
     sent_in = time.perf_counter() - t0
@@ -62,10 +73,24 @@ def _measure(
         "messages_per_second": round(got / elapsed),
         "cpu_us_per_message": round(cpu / got * 1e6, 2),
         "peak_rss_mib": round(peak_rss_mib(pid), 1),
-        # Blocking senders: the time to get every datagram accepted is the time the
+        # Blocking senders: the time to get every message accepted is the time the
         # apps spent in send(); beyond what sending itself costs, that is waiting.
         "sender_seconds": round(sent_in, 3),
     }
+
+
+def _senders(script: str, target: str, messages: int, senders: int) -> tuple[list[list[str]], int]:
+    per = messages // senders
+    command = [sys.executable, "-c", script, target, str(per), str(PAYLOAD_BYTES)]
+    return [command] * senders, per * senders
+
+
+def _listening(port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    return check
 
 
 def devlog_logpipe(messages: int, senders: int) -> dict[str, float]:
@@ -74,7 +99,9 @@ def devlog_logpipe(messages: int, senders: int) -> dict[str, float]:
     rig = Rig(work, f'[inputs.devlog]\ntype = "devlog"\npath = "{socket_path}"\n')
     try:
         wait_for(lambda: os.path.exists(socket_path), 20)
-        return _measure(rig.lp.pid, rig.delivered, socket_path, messages, senders)
+        return _measure(
+            rig.lp.pid, rig.delivered, *_senders(DATAGRAM, socket_path, messages, senders)
+        )
     finally:
         rig.close()
 
@@ -82,15 +109,56 @@ def devlog_logpipe(messages: int, senders: int) -> dict[str, float]:
 def devlog_rsyslog(messages: int, senders: int) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-rs-"))
     socket_path = str(work / "dev-log")
-    rig = RsyslogRig(work, socket_path)
+    rig = RsyslogRig(work, RsyslogRig.imuxsock(socket_path), lambda: os.path.exists(socket_path))
     try:
-        return _measure(rig.pid, rig.delivered, socket_path, messages, senders)
+        return _measure(rig.pid, rig.delivered, *_senders(DATAGRAM, socket_path, messages, senders))
     finally:
         rig.close()
 
 
+def _stream_logpipe(
+    input_toml: str, port: int, script: str, messages: int, senders: int
+) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="bench-lp-"))
+    rig = Rig(work, input_toml)
+    try:
+        wait_for(_listening(port), 20)
+        return _measure(rig.lp.pid, rig.delivered, *_senders(script, str(port), messages, senders))
+    finally:
+        rig.close()
+
+
+def tcp_logpipe(messages: int, senders: int) -> dict[str, float]:
+    port = free_port()
+    toml = f'[inputs.net]\ntype = "syslog"\ntcp = "127.0.0.1:{port}"\n'
+    return _stream_logpipe(toml, port, TCP_OCTET_COUNTED, messages, senders)
+
+
+def tcp_rsyslog(messages: int, senders: int) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="bench-rs-"))
+    port = free_port()
+    rig = RsyslogRig(work, RsyslogRig.imtcp(port), _listening(port))
+    try:
+        return _measure(
+            rig.pid, rig.delivered, *_senders(TCP_OCTET_COUNTED, str(port), messages, senders)
+        )
+    finally:
+        rig.close()
+
+
+def forward_logpipe(messages: int, senders: int) -> dict[str, float]:
+    port = free_port()
+    toml = f'[inputs.fwd]\ntype = "forward"\nlisten = "127.0.0.1:{port}"\n'
+    return _stream_logpipe(toml, port, FORWARD_PACKED, messages, senders)
+
+
+# Each scenario: logpipe's run, and rsyslog's on the same input. rsyslog has no forward
+# input: beside logpipe's forward row stands rsyslog receiving the tcp scenario's stream
+# (imtcp), the way a host would send it the same messages.
 SCENARIOS: dict[str, tuple[Callable[..., dict[str, float]], Callable[..., dict[str, float]]]] = {
     "devlog": (devlog_logpipe, devlog_rsyslog),
+    "tcp": (tcp_logpipe, tcp_rsyslog),
+    "forward": (forward_logpipe, tcp_rsyslog),
 }
 
 

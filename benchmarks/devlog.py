@@ -20,22 +20,13 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import ROOT, Rig, append_result, cpu_seconds, peak_rss_mib, wait_for
+from benchmarks.senders import DATAGRAM
 
 RESULTS = ROOT / "benchmarks" / "results" / "devlog.jsonl"
 PAYLOAD_BYTES = 120
 
 
-SENDER = r"""
-import socket, sys
-path, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-head = b"<14>Nov 29 10:00:00 bench[4242]: "
-body = b"x" * (size - len(head) - 8)
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.connect(path)
-send = s.send
-for n in range(count):
-    send(head + body + b"%08d" % n)
-"""
+SENDER = DATAGRAM
 
 
 def run_once(

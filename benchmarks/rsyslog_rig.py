@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import ROOT, free_port, sink_count, wait_for
@@ -26,17 +27,17 @@ template(name="ecs" type="list" option.jsonf="on") {
 
 
 class RsyslogRig:
-    """A counting sink and an rsyslogd reading ``socket_path`` (imuxsock) into it."""
+    """A counting sink and an rsyslogd reading ``inputs`` (rsyslog config: imuxsock on a
+    socket, imtcp on a port) into it; ``ready`` says when the input is there."""
 
-    def __init__(self, work: Path, socket_path: str) -> None:
+    def __init__(self, work: Path, inputs: str, ready: Callable[[], bool]) -> None:
         self.port = free_port()
         self.sink_url = f"http://127.0.0.1:{self.port}"
         (work / "rsyslog-work").mkdir(parents=True, exist_ok=True)
         config = work / "rsyslog.conf"
         config.write_text(
             f'global(workDirectory="{work / "rsyslog-work"}" maxMessageSize="64k")\n'
-            'module(load="imuxsock" SysSock.Use="off")\n'
-            f'input(type="imuxsock" Socket="{socket_path}" RateLimit.Interval="0")\n'
+            f"{inputs}\n"
             'module(load="omelasticsearch")\n'
             f"{ECS_TEMPLATE}\n"
             f'action(type="omelasticsearch" server="127.0.0.1" serverport="{self.port}" '
@@ -53,7 +54,18 @@ class RsyslogRig:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: Path(socket_path).exists(), 20)
+        wait_for(ready, 20)
+
+    @staticmethod
+    def imuxsock(socket_path: str) -> str:
+        return (
+            'module(load="imuxsock" SysSock.Use="off")\n'
+            f'input(type="imuxsock" Socket="{socket_path}" RateLimit.Interval="0")'
+        )
+
+    @staticmethod
+    def imtcp(port: int) -> str:
+        return f'module(load="imtcp")\ninput(type="imtcp" address="127.0.0.1" port="{port}")'
 
     @property
     def pid(self) -> int:

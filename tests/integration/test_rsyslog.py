@@ -76,15 +76,27 @@ def test_rsyslog_keeps_messages_through_a_logpipe_restart(
     r = _rsyslogd(rsyslogds, tmp_path / "rs", "60-logpipe-tcp.conf", LOGPIPE_PORT=str(port))
     r.log("fwdgap", [f"line {n}" for n in range(1, 2001)])
     assert lp.stop() == 0
+    # rsyslog does not close on logpipe's FIN; its quiet connection is closed at once
+    # rather than holding the stop until shutdown_timeout.
+    assert "still open at the deadline" not in lp.log_text()
     r.log("fwdgap", [f"line {n}" for n in range(2001, 4001)])  # logpipe is away
     time.sleep(2)
     lp.start()
     query = {"term": {"process.name": "fwdgap"}}
-    wait_for(lambda: es.count(lp.data_stream, query) >= 4000, 90, "4,000 lines after the gap")
-    numbers = {int(h["_source"]["message"].split()[1]) for h in es.all_hits(lp.data_stream, query)}
+    try:
+        wait_for_count(es, lp.data_stream, 3999, 90, query)
+    finally:
+        numbers = {
+            int(h["_source"]["message"].split()[1]) for h in es.all_hits(lp.data_stream, query)
+        }
+        missing = sorted(set(range(1, 4001)) - numbers)
+        # rsyslog's own messages (connection errors, suspensions) go through the action too.
+        own = es.all_hits(lp.data_stream, {"term": {"process.name": "rsyslogd"}})
+        print("missing:", len(missing), missing[:10], missing[-10:])
+        print("\n".join(h["_source"]["message"] for h in own))
     # TCP syslog has no acknowledgements: the message rsyslog was writing when the
     # connection went may be lost; all the rest arrives.
-    assert len(set(range(1, 4001)) - numbers) <= 1
+    assert len(missing) <= 1
 
 
 def test_rsyslog_over_udp_every_loss_counted(logpipe_factory, es: ES, rsyslogds, tmp_path):

@@ -197,6 +197,35 @@ def test_tls_with_client_certificates_and_one_without_is_refused(
     assert es.count(lp.data_stream, {"term": {"process.name": "nocert"}}) == 0
 
 
+def test_a_tls_sender_that_never_reads_loses_nothing_when_it_closes(
+    logpipe_factory, es: ES, tmp_path: Path
+) -> None:
+    """rsyslog's TLS sender never reads. Had the server sent TLS 1.3 session tickets, they
+    would sit unread in the sender's socket, its close() would then be a RST, and a RST
+    throws away what logpipe had not read yet. Here a burst is sent and closed at once,
+    repeatedly, as rsyslog's queue workers do."""
+    certs = make_certificates(tmp_path / "certs")
+    port = free_port()
+    lp = logpipe_factory(
+        **_syslog_input(
+            tls=f"127.0.0.1:{port}",
+            tls_cert=str(certs / "server.pem"),
+            tls_key=str(certs / "server.key"),
+        )
+    )
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    per_connection, connections = 5000, 8
+    for c in range(connections):
+        lines = [
+            b"<13>Nov 29 10:00:00 host burst: line %d" % (c * per_connection + i)
+            for i in range(1, per_connection + 1)
+        ]
+        with context.wrap_socket(_connect(port), server_hostname="127.0.0.1") as s:
+            s.sendall(b"".join(b"%d %s" % (len(m), m) for m in lines))
+    total = per_connection * connections
+    assert_numbered_lines(es, lp.data_stream, {"term": {"process.name": "burst"}}, total)
+
+
 def test_ipv6_listeners_and_ipv4_through_a_dual_stack_socket(logpipe_factory, es: ES) -> None:
     udp, tcp = free_port(), free_port()
     lp = logpipe_factory(**_syslog_input(udp=f"[::1]:{udp}", tcp=f"[::]:{tcp}"))
