@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks import paced
 from benchmarks.harness import (
     ROOT,
     Rig,
@@ -52,11 +53,12 @@ REPORT = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def _measure(
-    pid: int, delivered: Callable[[], int], commands: list[list[str]], total: int
+    pids: list[int], delivered: Callable[[], int], commands: list[list[str]], total: int
 ) -> dict[str, float]:
-    """Run the sender ``commands`` at once; time until the sink has ``total`` messages."""
+    """Run the sender ``commands`` at once; time until the sink has ``total`` messages.
+    CPU is the sum over the shipper's ``pids``, peak RSS the largest of them."""
     time.sleep(0.5)
-    cpu0 = cpu_seconds(pid)
+    cpu0 = sum(cpu_seconds(pid) for pid in pids)
     t0 = time.perf_counter()
     procs = [subprocess.Popen(command) for command in commands]
     for p in procs:
@@ -64,7 +66,7 @@ def _measure(
     sent_in = time.perf_counter() - t0
     wait_for(lambda: delivered() >= total, 300)
     elapsed = time.perf_counter() - t0
-    cpu = cpu_seconds(pid) - cpu0
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu0
     got = delivered()
     return {
         "messages": got,
@@ -72,7 +74,7 @@ def _measure(
         "seconds": round(elapsed, 3),
         "messages_per_second": round(got / elapsed),
         "cpu_us_per_message": round(cpu / got * 1e6, 2),
-        "peak_rss_mib": round(peak_rss_mib(pid), 1),
+        "peak_rss_mib": round(max(peak_rss_mib(pid) for pid in pids), 1),
         # Blocking senders: the time to get every message accepted is the time the
         # apps spent in send(); beyond what sending itself costs, that is waiting.
         "sender_seconds": round(sent_in, 3),
@@ -93,14 +95,15 @@ def _listening(port: int) -> Callable[[], bool]:
     return check
 
 
-def devlog_logpipe(messages: int, senders: int) -> dict[str, float]:
+def devlog_logpipe(messages: int, senders: int, workers: int = 1) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-lp-"))
     socket_path = str(work / "dev-log")
-    rig = Rig(work, f'[inputs.devlog]\ntype = "devlog"\npath = "{socket_path}"\n')
+    toml = f'[inputs.devlog]\ntype = "devlog"\npath = "{socket_path}"\n'
+    rig = Rig(work, toml, workers=workers)
     try:
         wait_for(lambda: os.path.exists(socket_path), 20)
         return _measure(
-            rig.lp.pid, rig.delivered, *_senders(DATAGRAM, socket_path, messages, senders)
+            rig.pids(), rig.delivered, *_senders(DATAGRAM, socket_path, messages, senders)
         )
     finally:
         rig.close()
@@ -111,27 +114,29 @@ def devlog_rsyslog(messages: int, senders: int) -> dict[str, float]:
     socket_path = str(work / "dev-log")
     rig = RsyslogRig(work, RsyslogRig.imuxsock(socket_path), lambda: os.path.exists(socket_path))
     try:
-        return _measure(rig.pid, rig.delivered, *_senders(DATAGRAM, socket_path, messages, senders))
+        return _measure(
+            [rig.pid], rig.delivered, *_senders(DATAGRAM, socket_path, messages, senders)
+        )
     finally:
         rig.close()
 
 
 def _stream_logpipe(
-    input_toml: str, port: int, script: str, messages: int, senders: int
+    input_toml: str, port: int, script: str, messages: int, senders: int, workers: int = 1
 ) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-lp-"))
-    rig = Rig(work, input_toml)
+    rig = Rig(work, input_toml, workers=workers)
     try:
         wait_for(_listening(port), 20)
-        return _measure(rig.lp.pid, rig.delivered, *_senders(script, str(port), messages, senders))
+        return _measure(rig.pids(), rig.delivered, *_senders(script, str(port), messages, senders))
     finally:
         rig.close()
 
 
-def tcp_logpipe(messages: int, senders: int) -> dict[str, float]:
+def tcp_logpipe(messages: int, senders: int, workers: int = 1) -> dict[str, float]:
     port = free_port()
     toml = f'[inputs.net]\ntype = "syslog"\ntcp = "127.0.0.1:{port}"\n'
-    return _stream_logpipe(toml, port, TCP_OCTET_COUNTED, messages, senders)
+    return _stream_logpipe(toml, port, TCP_OCTET_COUNTED, messages, senders, workers)
 
 
 def tcp_rsyslog(messages: int, senders: int) -> dict[str, float]:
@@ -140,16 +145,16 @@ def tcp_rsyslog(messages: int, senders: int) -> dict[str, float]:
     rig = RsyslogRig(work, RsyslogRig.imtcp(port), _listening(port))
     try:
         return _measure(
-            rig.pid, rig.delivered, *_senders(TCP_OCTET_COUNTED, str(port), messages, senders)
+            [rig.pid], rig.delivered, *_senders(TCP_OCTET_COUNTED, str(port), messages, senders)
         )
     finally:
         rig.close()
 
 
-def forward_logpipe(messages: int, senders: int) -> dict[str, float]:
+def forward_logpipe(messages: int, senders: int, workers: int = 1) -> dict[str, float]:
     port = free_port()
     toml = f'[inputs.fwd]\ntype = "forward"\nlisten = "127.0.0.1:{port}"\n'
-    return _stream_logpipe(toml, port, FORWARD_PACKED, messages, senders)
+    return _stream_logpipe(toml, port, FORWARD_PACKED, messages, senders, workers)
 
 
 # Each scenario: logpipe's run, and rsyslog's on the same input. rsyslog has no forward
@@ -186,29 +191,37 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return head + "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--messages", type=int, default=200_000)
-    p.add_argument("--senders", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
-    args = p.parse_args()
+def _compare(args: argparse.Namespace) -> tuple[str, str]:
+    """The side-by-side scenarios: the table and the ratio lines."""
     rows: list[dict[str, Any]] = []
-    ratios: dict[str, dict[str, float]] = {}
+    ratio_lines: list[str] = []
     for name in args.scenario or sorted(SCENARIOS):
         ours, theirs = SCENARIOS[name]
-        runs: dict[str, list[dict[str, float]]] = {"logpipe": [], "rsyslog": []}
+        shippers = [f"logpipe w={w}" for w in args.workers] + ["rsyslog"]
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in shippers}
         for _ in range(args.rounds):  # interleaved: drift hits both alike
-            runs["logpipe"].append(ours(args.messages, args.senders))
+            for w in args.workers:
+                runs[f"logpipe w={w}"].append(ours(args.messages, args.senders, w))
             runs["rsyslog"].append(theirs(args.messages, args.senders))
         best = {k: max(v, key=lambda r: r["messages_per_second"]) for k, v in runs.items()}
         for shipper, r in best.items():
             rows.append({"scenario": name, "shipper": shipper, **r})
-        lp, rs = best["logpipe"], best["rsyslog"]
-        ratios[name] = {
-            "messages_per_second": round(lp["messages_per_second"] / rs["messages_per_second"], 2),
-            "cpu_us_per_message": round(lp["cpu_us_per_message"] / rs["cpu_us_per_message"], 2),
+        rs = best["rsyslog"]
+        ratios = {
+            shipper: {
+                "messages_per_second": round(
+                    r["messages_per_second"] / rs["messages_per_second"], 2
+                ),
+                "cpu_us_per_message": round(r["cpu_us_per_message"] / rs["cpu_us_per_message"], 2),
+            }
+            for shipper, r in best.items()
+            if shipper != "rsyslog"
         }
+        ratio_lines += [
+            f"- {name}: {shipper}/rsyslog messages/s {r['messages_per_second']}x, "
+            f"CPU per message {r['cpu_us_per_message']}x"
+            for shipper, r in ratios.items()
+        ]
         append_result(
             RESULTS,
             {
@@ -219,24 +232,73 @@ def main() -> None:
                 "messages": args.messages,
                 "senders": args.senders,
                 "runs": runs,
-                "ratios": ratios[name],
+                "ratios": ratios,
             },
         )
-    table = _table(rows)
-    ratio_lines = "\n".join(
-        f"- {name}: logpipe/rsyslog messages/s {r['messages_per_second']}x, "
-        f"CPU per message {r['cpu_us_per_message']}x"
-        for name, r in ratios.items()
+    return _table(rows), "\n".join(ratio_lines)
+
+
+def _paced(args: argparse.Namespace, sustainable: int) -> str:
+    """e2e and burst, logpipe alone; the lines that report them."""
+    lines = []
+    if "e2e" in args.paced:
+        r = paced.e2e(args.e2e_rate)
+        append_result(RESULTS, {"scenario": "e2e", "date": time.strftime("%Y-%m-%d %H:%M"),
+                                "cores": os.cpu_count(), **_versions(), **r})  # fmt: skip
+        lines.append(
+            f"- e2e (devlog -> Elasticsearch {r['rate']:,}/s, default flush_interval): "
+            f"latency p50 {r['latency_p50_s']} s, p99 {r['latency_p99_s']} s; "
+            f"{r['cpu_us_per_message']} µs CPU/msg; peak RSS {r['peak_rss_mib']} MiB; "
+            f"lost {r['lost']}; sender blocked {r['sender_blocked_s']} s"
+        )
+    if "burst" in args.paced:
+        r = paced.burst(sustainable)
+        append_result(RESULTS, {"scenario": "burst", "date": time.strftime("%Y-%m-%d %H:%M"),
+                                "cores": os.cpu_count(), **_versions(), **r})  # fmt: skip
+        lines.append(
+            f"- burst ({r['burst_rate']:,}/s for 10 s, default queue): sent {r['sent']:,}, "
+            f"delivered {r['delivered']:,}, dropped and counted {r['dropped']:,} "
+            f"({r['loss_markers']} loss markers), unaccounted {r['unaccounted']}; "
+            f"sender blocked {r['sender_blocked_s']} s; queue empty again "
+            f"{r['recovery_s']} s after the burst; peak RSS {r['peak_rss_mib']} MiB"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=200_000)
+    p.add_argument("--senders", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    p.add_argument(
+        "--workers", type=int, action="append", help="logpipe's service.workers (repeatable)"
     )
+    p.add_argument(
+        "--paced", action="append", choices=["e2e", "burst"], default=[], help="also run these"
+    )
+    p.add_argument("--e2e-rate", type=int, default=5000)
+    p.add_argument(
+        "--burst-base", type=int, default=0, help="sustainable msgs/s (default: the devlog row)"
+    )
+    args = p.parse_args()
+    args.workers = args.workers or [1]
+    table, ratio_lines = _compare(args) if args.scenario != [] else ("", "")
+    sustainable = args.burst_base or 20_000
+    if not args.burst_base and "devlog" in table:
+        first = next(line for line in table.splitlines() if line.startswith("| devlog | logpipe"))
+        sustainable = int(first.split("|")[3].strip().replace(",", ""))
+    paced_lines = _paced(args, sustainable)
     print(table)
     print(ratio_lines)
+    print(paced_lines)
     v = _versions()
     with REPORT.open("a") as fh:
         fh.write(
             f"\n## {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores, logpipe "
             f"{v['logpipe']}, rsyslog {v['rsyslog']}, Python {v['python']}; "
             f"{args.messages:,} messages, {args.senders} senders, best of {args.rounds}\n\n"
-            f"{table}\n\n{ratio_lines}\n"
+            f"{table}\n\n{ratio_lines}\n{paced_lines}\n"
         )
 
 

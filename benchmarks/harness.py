@@ -61,12 +61,15 @@ class Rig:
         inputs_toml: str,
         service_toml: str = "",
         queue_toml: str = 'when_full = "block"',
+        workers: int = 1,
     ) -> None:
         self.port, admin = free_port(), free_port()
         self.sink_url = f"http://127.0.0.1:{self.port}"
+        self.admin = f"http://127.0.0.1:{admin}"
+        self.workers = workers
         config = work / "bench.toml"
         config.write_text(
-            f'[service]\ndata_dir = "{work}/data"\n{service_toml}\n'
+            f'[service]\ndata_dir = "{work}/data"\nworkers = {workers}\n{service_toml}\n'
             f'[admin]\nlisten = "127.0.0.1:{admin}"\n'
             f"{inputs_toml}\n"
             f"[queue]\n{queue_toml}\n"
@@ -76,11 +79,22 @@ class Rig:
             [sys.executable, str(ROOT / "benchmarks" / "bulk_sink.py"), str(self.port)]
         )
         wait_for(lambda: sink_count(self.sink_url) >= 0, 20)
-        # `logpipe worker`: the pipeline in one process, whose CPU is what is measured
-        # (under `logpipe run` it would be the supervisor's child, the supervisor idle).
+        # One worker: `logpipe worker`, the pipeline in one process, whose CPU is what is
+        # measured. Several: `logpipe run`, and the CPU of its workers (the supervisor
+        # only waits).
+        command = "worker" if workers == 1 else "run"
         self.lp = subprocess.Popen(
-            [sys.executable, "-m", "logpipe", "worker", "-c", str(config), "--log-level", "warning"]
+            [sys.executable, "-m", "logpipe", command, "-c", str(config), "--log-level", "warning"]
         )
+        if workers > 1:
+            wait_for(lambda: len(self.pids()) == workers, 30)
+
+    def pids(self) -> list[int]:
+        """The processes that do the work: the worker, or the supervisor's workers."""
+        if self.workers == 1:
+            return [self.lp.pid]
+        path = Path(f"/proc/{self.lp.pid}/task/{self.lp.pid}/children")
+        return [int(p) for p in path.read_text().split()]
 
     def delivered(self) -> int:
         return sink_count(self.sink_url)

@@ -27,6 +27,7 @@ DEFAULT_CONFIG = Path(__file__).parent / "data" / "logpipe.toml"
 WHEN_FULL_POLICIES = ("drop_newest", "block", "spill")
 INPUT_TYPES = ("devlog", "syslog", "forward", "docker")
 TLS_VERSIONS = ("1.2", "1.3")
+MAX_WORKERS = 64
 
 _SIZE_UNITS = {
     "": 1,
@@ -53,7 +54,12 @@ def _setting(default: Any, kind: str, help: str, **extra: Any) -> Any:
 class ServiceSettings:
     node_name: str = _setting("", "str", "The node's name in host.name; default: the host name.")
     data_dir: str = _setting("/var/lib/logpipe", "str", "Dead letters and, later, spool files.")
-    workers: int = _setting(1, "int", "Worker processes; only 1 until the supervisor lands.")
+    workers: int = _setting(
+        1,
+        "int",
+        "Worker processes sharing the sockets, each with its own queue and shipper; "
+        "about one per core.",
+    )
     event_loop: str = _setting(
         "asyncio",
         "enum",
@@ -363,8 +369,8 @@ def from_dict(raw: dict[str, Any], file: str = "<config>") -> Settings:
 
 def _check_relations(s: Settings) -> None:
     """Rules that span several keys."""
-    if s.service.workers != 1:
-        raise ConfigError(s.file, "service.workers", "only 1 is supported in this version")
+    if not 1 <= s.service.workers <= MAX_WORKERS:
+        raise ConfigError(s.file, "service.workers", f"must be 1..{MAX_WORKERS}")
     paths: dict[str, str] = {}
     for inp in s.inputs:
         if not isinstance(inp, DevlogSettings):

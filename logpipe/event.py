@@ -10,6 +10,7 @@ event is encoded, so it never reaches ``_source``.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from typing import Any
 
@@ -54,7 +55,9 @@ def id_prefix(node: str, input_name: str, start_ns: int) -> str:
     id: unique across nodes and restarts, fixed at receipt and kept through every
     retry, and free of per-event hashing.
     """
-    digest = hashlib.blake2b(f"{node}\0{input_name}\0{start_ns}".encode(), digest_size=9).digest()
+    # The pid too: workers of one node start their inputs in the same instant.
+    key = f"{node}\0{input_name}\0{start_ns}\0{os.getpid()}"
+    digest = hashlib.blake2b(key.encode(), digest_size=9).digest()
     return digest.hex()
 
 

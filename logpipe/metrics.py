@@ -3,11 +3,33 @@
 Names follow ``logpipe_<what>_<unit>_total``; labels are bounded (input, output,
 reason, destination), never a container id or a raw error text. Counters are bumped
 by a count once per read or per batch, not inside per-event loops.
+
+With ``service.workers`` > 1 the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` and
+prometheus-client keeps every worker's values in files there; :func:`exposition` sums
+them, so any worker's /metrics shows the whole service. Gauges then say how to combine
+(``multiprocess_mode``), and values that would be callbacks are set on a timer.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import generate_latest as _generate_latest
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def exposition() -> bytes:
+    """The text /metrics serves: this process's metrics, or every worker's summed."""
+    if not MULTIPROCESS:
+        return _generate_latest(REGISTRY)
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return _generate_latest(registry)
+
 
 RECEIVED_EVENTS = Counter(
     "logpipe_received_events_total", "Events read from an input, dropped ones included.", ["input"]
@@ -35,6 +57,7 @@ CONNECTIONS = Gauge(
     "logpipe_connections",
     "Client connections open now, by input and listener.",
     ["input", "listener"],
+    multiprocess_mode="livesum",
 )
 CONNECTIONS_ACCEPTED = Counter(
     "logpipe_connections_accepted_total", "Client connections accepted.", ["input", "listener"]
@@ -49,8 +72,14 @@ FORWARD_ACKS = Counter(
     "logpipe_forward_acks_total", "Forward chunks acknowledged (their events queued).", ["input"]
 )
 
-QUEUE_EVENTS = Gauge("logpipe_queue_events", "Events waiting in the memory queue.")
-QUEUE_BYTES = Gauge("logpipe_queue_bytes", "Approximate bytes waiting in the memory queue.")
+QUEUE_EVENTS = Gauge(
+    "logpipe_queue_events", "Events waiting in the memory queue.", multiprocess_mode="livesum"
+)
+QUEUE_BYTES = Gauge(
+    "logpipe_queue_bytes",
+    "Approximate bytes waiting in the memory queue.",
+    multiprocess_mode="livesum",
+)
 QUEUE_PUSHED = Counter("logpipe_queue_pushed_events_total", "Events put into the memory queue.")
 QUEUE_POPPED = Counter("logpipe_queue_popped_events_total", "Events taken out by the output.")
 SPILLED_EVENTS = Counter(
@@ -63,7 +92,9 @@ REPAIRED_EVENTS = Counter(
     "logpipe_repaired_events_total",
     "Documents re-sent with a conflicting value moved under logpipe.conflicts.",
 )
-SPOOL_BYTES = Gauge("logpipe_spool_bytes", "Bytes in the disk spool not yet read back.")
+SPOOL_BYTES = Gauge(
+    "logpipe_spool_bytes", "Bytes in the disk spool not yet read back.", multiprocess_mode="livesum"
+)
 
 INDEXED_EVENTS = Counter(
     "logpipe_indexed_events_total",
@@ -102,5 +133,8 @@ BULK_SPLITS = Counter(
     ["output"],
 )
 OUTPUT_UP = Gauge(
-    "logpipe_output_up", "1 when the output's last request got an answer, else 0.", ["output"]
+    "logpipe_output_up",
+    "1 when the output's last request got an answer, else 0 (with several workers: the lowest).",
+    ["output"],
+    multiprocess_mode="livemin",
 )

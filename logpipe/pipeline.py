@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 SPILL_FSYNC_SECONDS = 5.0  # spill guards memory; durability = "disk" is the crash-proof one
 READY_FD_ENV = "LOGPIPE_READY_FD"  # set by the supervisor: a pipe to say "reading"
+WORKER_SLOT_ENV = "LOGPIPE_WORKER_SLOT"  # set by the supervisor: 0..service.workers-1
+GAUGE_INTERVAL_SECONDS = 0.5  # how fresh the queue gauges are under multiprocess metrics
 
 
 class Pipeline:
@@ -44,12 +46,21 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         node = settings.node_name
+        # Slot 0 runs every input; the other workers run only the ones whose sockets the
+        # kernel shares out (a docker input or per-container sockets run twice would
+        # read everything twice).
+        self.slot = int(os.environ.get(WORKER_SLOT_ENV, "0"))
         q = settings.queue
         self.queue = EventQueue(q.max_events, q.max_bytes, q.when_full)
+        self.spool: Spool | None = None
         if q.when_full == "spill" or q.durability == "disk":
             durable = q.durability == "disk"
-            spool = Spool(
-                os.path.join(settings.service.data_dir, "spool", "queue"),
+            spool = self.spool = Spool(
+                os.path.join(
+                    settings.service.data_dir,
+                    "spool",
+                    "queue" if self.slot == 0 else f"queue-{self.slot}",
+                ),
                 q.spill_max_bytes,
                 fsync_interval=q.fsync_interval if durable else SPILL_FSYNC_SECONDS,
             )
@@ -57,7 +68,8 @@ class Pipeline:
                 self.queue.make_durable(spool)
             else:
                 self.queue.spool = spool
-            metrics.SPOOL_BYTES.set_function(lambda: spool.pending_bytes)
+            if not metrics.MULTIPROCESS:
+                metrics.SPOOL_BYTES.set_function(lambda: spool.pending_bytes)
             if spool.pending_events:
                 log.info(
                     "Spool holds events from before; they ship first. events=%d bytes=%d",
@@ -74,6 +86,8 @@ class Pipeline:
         self.container_sockets: list[ContainerSockets] = []
         fds = listen.inherited()  # sockets a supervisor or systemd bound for us
         for inp in settings.inputs:
+            if self.slot > 0 and isinstance(inp, DockerSettings):
+                continue
             if isinstance(inp, DockerSettings):
                 docker: DockerInput | DockerFilesInput
                 if inp.mode == "files":
@@ -115,7 +129,7 @@ class Pipeline:
             self.losses[inp.name] = (tracker, devlog.stamper)
             if inp.attribute_containers and inp.docker_socket:
                 self._metadata_for(inp.docker_socket)
-            if inp.per_container_sockets and inp.docker_socket:
+            if inp.per_container_sockets and inp.docker_socket and self.slot == 0:
                 self.container_sockets.append(
                     ContainerSockets(
                         inp, self.queue, node, tracker, self._metadata_for(inp.docker_socket)
@@ -189,7 +203,13 @@ class Pipeline:
         markers = asyncio.create_task(self._loss_markers(), name="loss-markers")
         syncs = asyncio.create_task(self._sync_spool(), name="spool-sync")
         checkpoints = asyncio.create_task(self._checkpoints(), name="checkpoints")
-        log.info("logpipe is running. inputs=%s node=%s", len(self.inputs), self.settings.node_name)
+        gauges = asyncio.create_task(self._gauges(), name="gauges")
+        log.info(
+            "logpipe is running. inputs=%s node=%s slot=%d",
+            len(self.inputs),
+            self.settings.node_name,
+            self.slot,
+        )
         _tell_supervisor_ready()
         await self._stop.wait()
         log.info("Stopping: inputs closed, draining the queue. queued=%d", len(self.queue))
@@ -200,6 +220,7 @@ class Pipeline:
         markers.cancel()
         checkpoints.cancel()
         syncs.cancel()
+        gauges.cancel()
         deadline = time.monotonic() + self.settings.service.shutdown_timeout
         for inp in self.inputs:
             if isinstance(inp, SyslogNetInput | ForwardInput):
@@ -256,6 +277,17 @@ class Pipeline:
                 if saved.get(docker.name) != positions:
                     docker.save_checkpoints()
                     saved[docker.name] = positions
+
+    async def _gauges(self) -> None:
+        """Multiprocess metrics read values from files, not callbacks: set them here."""
+        if not metrics.MULTIPROCESS:
+            return
+        while True:
+            metrics.QUEUE_EVENTS.set(len(self.queue))
+            metrics.QUEUE_BYTES.set(self.queue.bytes)
+            if self.spool is not None:
+                metrics.SPOOL_BYTES.set(self.spool.pending_bytes)
+            await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
 
     async def _sync_spool(self) -> None:
         """fsync the spool on a timer too: the last appends before a lull must not wait

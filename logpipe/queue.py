@@ -81,8 +81,9 @@ class EventQueue:
         self._frame_of: deque[_Frame | None] = deque()  # per event in memory
         self._batches: dict[int, list[_Frame | None]] = {}
         self._next_token = 0
-        metrics.QUEUE_EVENTS.set_function(lambda: len(self._events))
-        metrics.QUEUE_BYTES.set_function(lambda: self._bytes)
+        if not metrics.MULTIPROCESS:  # else the pipeline sets them on a timer
+            metrics.QUEUE_EVENTS.set_function(lambda: len(self._events))
+            metrics.QUEUE_BYTES.set_function(lambda: self._bytes)
 
     def __len__(self) -> int:
         """Events waiting: in memory, and in the spool behind them."""

@@ -1,17 +1,23 @@
-"""The supervisor: binds every listening socket once and runs the pipeline in a worker.
+"""The supervisor: binds every listening socket once and runs the pipeline in workers.
 
 Why a second process: a socket that is re-created on restart breaks every container
 that bind-mounted the old one (its /dev/log then names an inode nobody reads). The
 supervisor binds each socket once (or takes it from systemd) and never closes one whose
 address the config still names; workers inherit them (``logpipe.listen``).
 
+- ``service.workers`` = N worker processes share every socket: the kernel gives each
+  datagram, and each new connection, to one of them. Each has its own queue and
+  shipper; slot 0 alone runs the inputs that must not run twice (docker, per-container
+  sockets). With N > 1 the metrics are shared through prometheus-client's multiprocess
+  mode (files in ``data_dir/metrics``), so /metrics on any worker shows the sum.
 - A worker that dies is started again (1 s, doubling to 30 s while it keeps dying).
 - SIGTERM / SIGINT: passed to the workers, which drain and exit; so does the supervisor.
 - SIGHUP: the config is read again. A bad one is refused in one ERROR line and nothing
   changes. A good one: sockets whose key is unchanged are kept, new ones bound, removed
   ones closed; a new worker starts on the new config and, once it says it is reading,
   the old one is sent SIGTERM (it stops reading and drains). Until then both read the
-  same sockets, and the kernel gives each datagram to one of them.
+  same sockets, and the kernel gives each datagram to one of them. With N workers the
+  new generation replaces the old once all N say they are reading.
 - SIGUSR2: the supervisor re-executes itself (whatever logpipe is installed now) with
   the same pid, handing its sockets and workers down; the new image starts a worker and
   retires the old ones as a reload does.
@@ -34,11 +40,12 @@ from collections.abc import Sequence
 from logpipe import config as config_mod
 from logpipe import listen, systemd
 from logpipe.errors import ConfigError
-from logpipe.pipeline import READY_FD_ENV
+from logpipe.pipeline import READY_FD_ENV, WORKER_SLOT_ENV
 
 log = logging.getLogger(__name__)
 
 ADOPT_ENV = "LOGPIPE_ADOPT_WORKERS"  # pids a re-executed supervisor takes over
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
 RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 30.0
 HEALTHY_AFTER_SECONDS = 60.0  # a worker up this long resets the restart backoff
@@ -120,7 +127,7 @@ class Supervisor:
         self.argv = list(argv)  # our own command line, for the re-exec
         self.log_level = log_level
         self.sockets: dict[str, socket.socket] = {}
-        self.worker: Worker | None = None
+        self.workers: list[Worker] = []  # the current generation, one per slot
         self.retiring: list[Worker] = []  # told to stop; reaped as they exit
         # to stop once the current worker is reading (adopted across a re-exec)
         self.retiring_on_ready: list[Worker] = []
@@ -129,8 +136,8 @@ class Supervisor:
         self.rollover: _Rollover | None = None
         self._signals: list[signal.Signals] = []
         self._restart_delay = RESTART_FIRST_SECONDS
-        self._restart_at = 0.0
-        self._ready_told = 0  # the worker pid systemd was last told READY=1 for
+        self._restart_at: dict[int, float] = {}  # slot -> when to start it again
+        self._ready_told: tuple[int, ...] = ()  # the workers systemd was told READY=1 for
 
     # -- sockets -------------------------------------------------------------------
 
@@ -159,11 +166,20 @@ class Supervisor:
 
     # -- workers -------------------------------------------------------------------
 
-    def _spawn(self) -> Worker:
+    def _spawn(self, slot: int) -> Worker:
         ready_r, ready_w = os.pipe()
         fds = {key: sock.fileno() for key, sock in self.sockets.items()}
-        env = {**os.environ, listen.ENV_FDS: json.dumps(fds), READY_FD_ENV: str(ready_w)}
+        env = {
+            **os.environ,
+            listen.ENV_FDS: json.dumps(fds),
+            READY_FD_ENV: str(ready_w),
+            WORKER_SLOT_ENV: str(slot),
+        }
         env.pop(systemd.NOTIFY_ENV, None)  # systemd hears from the supervisor only
+        if self.settings.service.workers > 1:
+            env[MULTIPROC_ENV] = self._metrics_dir()
+        else:
+            env.pop(MULTIPROC_ENV, None)
         cmd = [sys.executable, "-m", "logpipe", "worker", "--log-level", self.log_level]
         if self.config_path:
             cmd += ["-c", self.config_path]
@@ -171,15 +187,36 @@ class Supervisor:
             cmd, env=env, pass_fds=[*fds.values(), ready_w], preexec_fn=_die_with_parent
         )
         os.close(ready_w)
-        log.info("Worker started. pid=%d", proc.pid)
+        log.info("Worker started. pid=%d slot=%d", proc.pid, slot)
         return Worker(proc.pid, proc, ready_r)
+
+    def _spawn_all(self) -> list[Worker]:
+        return [self._spawn(slot) for slot in range(self.settings.service.workers)]
+
+    def _metrics_dir(self) -> str:
+        path = os.path.join(self.settings.service.data_dir, "metrics")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _reaped(self, worker: Worker) -> None:
+        """A worker is gone: its live gauges must no longer count in the sums."""
+        if self.settings.service.workers > 1 or os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(worker.pid, self._metrics_dir())
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
             signal.signal(sig, self._on_signal)
         adopted = [int(p) for p in os.environ.pop(ADOPT_ENV, "").split(",") if p]
         self.retiring_on_ready = [Worker(pid, None, -1) for pid in adopted]
-        self.worker = self._spawn()
+        if not adopted and self.settings.service.workers > 1:
+            # A fresh start: counters from an earlier run's workers are not ours.
+            directory = self._metrics_dir()
+            for name in os.listdir(directory):
+                if name.endswith(".db"):
+                    os.unlink(os.path.join(directory, name))
+        self.workers = self._spawn_all()
         while True:
             time.sleep(TICK_SECONDS)
             while self._signals:
@@ -196,18 +233,22 @@ class Supervisor:
         self._signals.append(signal.Signals(signum))
 
     def _tick(self) -> None:
-        self.retiring = [w for w in self.retiring if w.poll() is None]
-        worker = self.worker
-        assert worker is not None
-        code = worker.poll()
-        if code is not None:
-            self._worker_died(worker, code)
-            return
-        if worker.check_ready():
-            if self._ready_told != worker.pid:
-                self._ready_told = worker.pid
-                systemd.notify(f"READY=1\nSTATUS=Serving. worker pid {worker.pid}")
-            if worker.started + HEALTHY_AFTER_SECONDS < time.monotonic():
+        for w in self.retiring:
+            if w.poll() is not None:
+                self._reaped(w)
+        self.retiring = [w for w in self.retiring if w.exit_code is None]
+        for slot, worker in enumerate(self.workers):
+            code = worker.poll()
+            if code is not None:
+                self._worker_died(slot, worker, code)
+                return
+        if all([w.check_ready() for w in self.workers]):
+            pids = tuple(w.pid for w in self.workers)
+            if self._ready_told != pids:
+                self._ready_told = pids
+                listed = ",".join(map(str, pids))
+                systemd.notify(f"READY=1\nSTATUS=Serving. worker pids {listed}")
+            if max(w.started for w in self.workers) + HEALTHY_AFTER_SECONDS < time.monotonic():
                 self._restart_delay = RESTART_FIRST_SECONDS
             self._retire_old()
             if self._usr2_pending:
@@ -232,38 +273,45 @@ class Supervisor:
         self.retiring.extend(old)
         self.retiring_on_ready = []
 
-    def _worker_died(self, worker: Worker, code: int) -> None:
+    def _worker_died(self, slot: int, worker: Worker, code: int) -> None:
         if self.rollover is not None and not worker.ready:
-            # The reload's worker never got going: keep the old config and worker.
+            # The reload's workers never got going: keep the old config and workers.
             r, self.rollover = self.rollover, None
             log.error(
-                "Reload failed: the new worker exited before it was reading; still on the "
+                "Reload failed: a new worker exited before it was reading; still on the "
                 "old config. code=%d",
                 code,
             )
+            self._reaped(worker)
+            for w in self.workers:
+                if w is not worker:
+                    w.signal(signal.SIGTERM)
+                    self.retiring.append(w)
             opened = [key for key in self.sockets if key not in r.sockets]
             for key in opened:
                 self.sockets[key].close()
             systemd.forget(opened)
-            self._ready_told = 0  # the old worker serves again: READY=1 ends the reload
+            self._ready_told = ()  # the old workers serve again: READY=1 ends the reload
             self.settings, self.sockets = r.settings, r.sockets
-            self.worker = r.old[0]
-            self.retiring_on_ready = r.old[1:] + self.retiring_on_ready
+            self.workers = r.old
             return
         now = time.monotonic()
-        if not self._restart_at:
+        restart_at = self._restart_at.get(slot, 0.0)
+        if not restart_at:
             log.error(
-                "Worker exited; starting another in %.0f s. pid=%d code=%d",
+                "Worker exited; starting another in %.0f s. pid=%d slot=%d code=%d",
                 self._restart_delay,
                 worker.pid,
+                slot,
                 code,
             )
-            self._restart_at = now + self._restart_delay
+            self._reaped(worker)
+            self._restart_at[slot] = now + self._restart_delay
             return
-        if now >= self._restart_at:
-            self._restart_at = 0.0
+        if now >= restart_at:
+            del self._restart_at[slot]
             self._restart_delay = min(self._restart_delay * 2, RESTART_MAX_SECONDS)
-            self.worker = self._spawn()
+            self.workers[slot] = self._spawn(slot)
 
     # -- reload and upgrade ----------------------------------------------------------
 
@@ -291,12 +339,11 @@ class Supervisor:
             )
             return
         closing = {key: sock for key, sock in self.sockets.items() if key not in wanted}
-        assert self.worker is not None
-        self.rollover = _Rollover([self.worker], self.settings, self.sockets, closing)
+        self.rollover = _Rollover(self.workers, self.settings, self.sockets, closing)
         self.settings, self.sockets = new, sockets
         systemd.notify("RELOADING=1\nSTATUS=Reloading the config.")
         systemd.store({key: sock for key, sock in sockets.items() if sock in opened})
-        self.worker = self._spawn()
+        self.workers = self._spawn_all()
         log.info(
             "Reloading: a worker on the new config is starting. kept=%d opened=%d closing=%d",
             len(sockets) - len(opened),
@@ -309,7 +356,7 @@ class Supervisor:
         fds = {key: sock.fileno() for key, sock in self.sockets.items()}
         for fd in fds.values():
             os.set_inheritable(fd, True)
-        workers = [w for w in (self.worker, *self.retiring) if w is not None and w.poll() is None]
+        workers = [w for w in (*self.workers, *self.retiring) if w.poll() is None]
         env = {
             **os.environ,
             listen.ENV_FDS: json.dumps(fds),
@@ -326,7 +373,7 @@ class Supervisor:
     # -- stop ----------------------------------------------------------------------
 
     def _stop(self, sig: signal.Signals) -> int:
-        workers = [w for w in (self.worker, *self.retiring, *self.retiring_on_ready) if w]
+        workers = [*self.workers, *self.retiring, *self.retiring_on_ready]
         if self.rollover is not None:
             workers += self.rollover.old
         log.info("Stopping: workers drain and exit. signal=%s workers=%d", sig.name, len(workers))
@@ -340,8 +387,8 @@ class Supervisor:
                     w.signal(signal.SIGKILL)
                 log.error("Workers did not stop in time; killed.")
             time.sleep(TICK_SECONDS)
-        code = self.worker.poll() if self.worker is not None else 0
-        return 0 if code in (0, None) else 1
+        codes = [w.poll() for w in self.workers]
+        return 0 if all(code in (0, None) for code in codes) else 1
 
 
 def _die_with_parent() -> None:
