@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import resource
@@ -25,6 +26,7 @@ from logpipe.errors import ConfigError, LogpipeError
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+GC_GEN0_THRESHOLD = 50_000  # allocations between young-generation collections (default 700)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +114,17 @@ def _raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _tune_garbage_collector() -> None:
+    """Events are acyclic dicts, made and dropped by the hundred thousand, and a full
+    queue holds 100,000 of them: with the default thresholds the cyclic collector keeps
+    walking them all (measured: parsing into a held list cost 16.3 µs per message with
+    the defaults, 10.5 with these). Reference counting frees the events; the collector
+    only has to catch rare cycles, so it runs far less often. What was loaded at start
+    (modules, config) is frozen out of its scans."""
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
+
+
 def _worker(settings: config_mod.Settings) -> int:
     from logpipe.pipeline import Pipeline
 
@@ -119,6 +132,7 @@ def _worker(settings: config_mod.Settings) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     _raise_open_files_limit()
+    _tune_garbage_collector()
     try:
         with asyncio.Runner(loop_factory=_loop_factory(settings.service.event_loop)) as runner:
             runner.run(Pipeline(settings).run())
