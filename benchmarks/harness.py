@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,21 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+@contextlib.contextmanager
+def dgram_qlen(value: int) -> Iterator[int]:
+    """Run with net.unix.max_dgram_qlen = ``value`` (systemd hosts have 512; the kernel's
+    old default is 10), for logpipe and rsyslog alike, and put it back afterwards.
+    Yields the value in force (the old one where it cannot be set)."""
+    path = Path("/proc/sys/net/unix/max_dgram_qlen")
+    old = int(path.read_text())
+    try:
+        path.write_text(str(value))
+    except OSError:
+        yield old
+        return
+    try:
+        yield value
+    finally:
+        path.write_text(str(old))

@@ -30,3 +30,18 @@ def drain_dropping(sock: socket.socket, scratch: bytearray, limit: int) -> tuple
             break
         count += 1
     return count, nbytes
+
+
+DGRAM_QLEN_PATH = "/proc/sys/net/unix/max_dgram_qlen"
+# What systemd sets at boot (and Linux's own default since 6.5); the old default is 10.
+RECOMMENDED_DGRAM_QLEN = 512
+
+
+def unix_dgram_qlen() -> int | None:
+    """net.unix.max_dgram_qlen: how many datagrams a unix socket queues before its
+    senders block. Read when a socket is made (it is fixed per socket then)."""
+    try:
+        with open(DGRAM_QLEN_PATH) as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None

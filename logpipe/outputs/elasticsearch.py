@@ -33,6 +33,11 @@ from logpipe.timefmt import iso_ns
 
 log = logging.getLogger(__name__)
 
+# Only what classify() reads: each item's status and error. Elasticsearch then neither
+# writes nor sends _index, _id, _version, _shards... for every document (measured in
+# the e2e benchmark: the response of a 2,000-document batch goes from ~330 KB to ~50 KB).
+BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
+
 OUTPUT = "elasticsearch"
 MAX_REPAIRS_PER_DOC = 5  # conflicts in one document; past that, a dead letter
 TEMPLATE_RECHECK_SECONDS = 10.0
@@ -238,7 +243,7 @@ class ElasticsearchOutput:
         assert self._session is not None
         hosts = self.settings.hosts
         host = hosts[self._host_index % len(hosts)]
-        url = f"{host}/{data_stream}/_bulk"
+        url = f"{host}/{data_stream}/_bulk?filter_path={BULK_FILTER_PATH}"
         started = time.perf_counter()
         try:
             async with self._session.post(
