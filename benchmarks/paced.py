@@ -200,8 +200,10 @@ def burst(sustainable: int, seconds: int = 10, after: int = 10) -> dict[str, Any
     the sustainable rate for ``after`` seconds."""
     work = Path(tempfile.mkdtemp(prefix="bench-burst-"))
     socket_path = str(work / "dev-log")
-    # The defaults: drop_newest when the queue is full (the app never waits).
-    rig = Rig(work, f'[inputs.devlog]\ntype = "devlog"\npath = "{socket_path}"\n', queue_toml="")
+    # The default queue (drop_newest when full), and shed_when_behind: the reader drops
+    # what waits, counted, when senders outpace it, so the app never waits.
+    devlog = f'[inputs.devlog]\ntype = "devlog"\npath = "{socket_path}"\nshed_when_behind = true\n'
+    rig = Rig(work, devlog, queue_toml="")
     admin = rig.admin
     try:
         wait_for(lambda: os.path.exists(socket_path), 20)

@@ -88,6 +88,12 @@ class DevlogSettings:
     )
     timezone: str = _setting("", "timezone", "Zone of RFC 3164 stamps; default: the host's.")
     parse_cee: bool = _setting(True, "bool", "Parse '@cee: {json}' messages into logpipe.cee.*.")
+    shed_when_behind: bool = _setting(
+        False,
+        "bool",
+        "When senders outpace the reader, drop what waits (counted, reason reader_behind, "
+        "loss markers) so apps never wait; off: apps wait in send() for the reader.",
+    )
     attribute_containers: bool = _setting(
         True, "bool", "Sender pid -> /proc/<pid>/cgroup -> container.id (needs the host pid ns)."
     )

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,49 @@ def _flood(path: str, total: int) -> tuple[float, int]:
                         continue
                 blocked += time.perf_counter() - t0
     return blocked, total
+
+
+def test_shed_when_behind_drops_counted_rather_than_making_senders_wait(logpipe_factory, es: ES):
+    """shed_when_behind: four senders flat out, far faster than one worker parses.
+    What the reader cannot keep up with is dropped while it waits in the socket, each
+    one counted (reason reader_behind) and marked; the rest is indexed."""
+    lp = logpipe_factory(
+        **{"inputs.devlog": {"shed_when_behind": True}},
+        queue={"loss_marker_interval": "1s"},
+    )
+    per_sender, senders = 50_000, 4
+    with ThreadPoolExecutor(senders) as pool:
+        results = list(pool.map(lambda _: _flood(lp.socket_path, per_sender), range(senders)))
+    sent = sum(total for _, total in results)
+    print(f"shed: senders blocked {[round(b, 3) for b, _ in results]} s over {sent} datagrams")
+    wait_for(
+        lambda: lp.metric("logpipe_received_events_total", input="devlog") >= sent,
+        60,
+        "logpipe to read every datagram",
+    )
+    shed = lp.metric("logpipe_dropped_events_total", input="devlog", reason="reader_behind")
+    dropped = lp.metric("logpipe_dropped_events_total", input="devlog")
+    assert shed > 0
+    markers_query = {"term": {"event.action": "dropped"}}
+    events_query = {"bool": {"must_not": [markers_query]}}
+
+    def settled() -> bool:
+        marked = sum(
+            h["_source"]["logpipe.loss.count"]
+            for h in es.all_hits(lp.data_stream, markers_query, source=["logpipe.loss.count"])
+        )
+        return (
+            lp.metric("logpipe_queue_events") == 0
+            and es.count(lp.data_stream, events_query) == sent - dropped
+            and marked == dropped
+        )
+
+    wait_for(settled, 90, "sent = indexed + dropped, and markers for every drop")
+    reasons = {
+        h["_source"]["logpipe.loss.reason"]
+        for h in es.all_hits(lp.data_stream, markers_query, source=["logpipe.loss.reason"])
+    }
+    assert reasons <= {"reader_behind", "queue_full", "mixed"} and reasons
 
 
 def test_flood_with_elasticsearch_frozen_drops_counted_and_marked(logpipe_factory, es: ES):
