@@ -203,6 +203,7 @@ class StreamConnection(asyncio.Protocol):
         self.peer = "?"
         self.last_active = 0.0
         self.open = False
+        self.eof_sent = False  # half_close() shut our side
         self._labels = {"input": server.name, "listener": listener}
 
     # -- for subclasses --------------------------------------------------------------
@@ -217,7 +218,10 @@ class StreamConnection(asyncio.Protocol):
         """Accepted, and past the TLS handshake where there is one."""
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        # After half_close() our side is shut: an ack that comes later is not sent (the
+        # sender re-sends that chunk elsewhere; its ids make the copy land on the same
+        # documents).
+        if self.transport is not None and not self.transport.is_closing() and not self.eof_sent:
             self.transport.write(data)
 
     # -- asyncio.Protocol ------------------------------------------------------------
@@ -317,6 +321,7 @@ class StreamConnection(asyncio.Protocol):
         """Tell the sender we are going (FIN), and keep reading what it still sends."""
         transport = self.transport
         if transport is not None and transport.can_write_eof():
+            self.eof_sent = True
             try:
                 transport.write_eof()
             except OSError:

@@ -17,7 +17,13 @@ import msgpack
 import pytest
 
 from tests.integration.certs import make_certificates
-from tests.integration.conftest import ES, assert_numbered_lines, free_port, wait_for
+from tests.integration.conftest import (
+    ES,
+    assert_numbered_lines,
+    free_port,
+    wait_for,
+    wait_for_count,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +111,11 @@ def test_garbage_on_every_tcp_input_leaves_the_service_up_and_good_traffic_flowi
                 "listen": f"127.0.0.1:{fwd}",
                 "max_connections": 100_000,
             },
-        }
+        },
+        # The garbage makes some 60,000 events (random bytes split at each LF), more at
+        # once than this Elasticsearch indexes: room for all of them, so that what is
+        # tested is the garbage, not the queue's bound (test_faults tests that).
+        queue={"max_bytes": "512MiB", "max_events": 200_000},
     )
     (worker,) = lp.worker_pids()
     rng = random.Random(20261130)
@@ -159,6 +169,12 @@ def test_garbage_on_every_tcp_input_leaves_the_service_up_and_good_traffic_flowi
     assert lp.worker_pids() == [worker]  # the same worker: nothing crashed and restarted
     assert (sent_tcp, sent_tls, sent_fwd) == (ABUSE, ABUSE, ABUSE), "every garbage connection made"
     assert acks == [{"ack": f"c{b}"} for b in range(good_lines // 100)]
+    # Behind some 60,000 garbage events: give this Elasticsearch the time they take.
+    for good in (
+        {"term": {"process.name": "goodsys"}},
+        {"term": {"logpipe.forward.tag": "goodfwd"}},
+    ):
+        wait_for_count(es, lp.data_stream, good_lines, 180, good)
     assert_numbered_lines(es, lp.data_stream, {"term": {"process.name": "goodsys"}}, good_lines)
     assert_numbered_lines(
         es, lp.data_stream, {"term": {"logpipe.forward.tag": "goodfwd"}}, good_lines
