@@ -88,6 +88,23 @@ def _senders(script: str, target: str, messages: int, senders: int) -> tuple[lis
     return [command] * senders, per * senders
 
 
+def _run(
+    rig: Rig | RsyslogRig,
+    pids: Callable[[], list[int]],
+    ready: Callable[[], bool],
+    script: str,
+    target: str,
+    messages: int,
+    senders: int,
+) -> dict[str, float]:
+    """One measured round on a started rig (logpipe or rsyslog), which is closed after."""
+    try:
+        wait_for(ready, 20)
+        return _measure(pids(), rig.delivered, *_senders(script, target, messages, senders))
+    finally:
+        rig.close()
+
+
 def _listening(port: int) -> Callable[[], bool]:
     def check() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -101,25 +118,15 @@ def devlog_logpipe(messages: int, senders: int, workers: int = 1) -> dict[str, f
     socket_path = str(work / "dev-log")
     toml = f'[inputs.devlog]\ntype = "devlog"\npath = "{socket_path}"\n'
     rig = Rig(work, toml, workers=workers)
-    try:
-        wait_for(lambda: os.path.exists(socket_path), 20)
-        return _measure(
-            rig.pids(), rig.delivered, *_senders(DATAGRAM, socket_path, messages, senders)
-        )
-    finally:
-        rig.close()
+    return _run(rig, rig.pids, lambda: os.path.exists(socket_path), DATAGRAM, socket_path,
+                messages, senders)  # fmt: skip
 
 
 def devlog_rsyslog(messages: int, senders: int) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-rs-"))
     socket_path = str(work / "dev-log")
     rig = RsyslogRig(work, RsyslogRig.imuxsock(socket_path), lambda: os.path.exists(socket_path))
-    try:
-        return _measure(
-            [rig.pid], rig.delivered, *_senders(DATAGRAM, socket_path, messages, senders)
-        )
-    finally:
-        rig.close()
+    return _run(rig, lambda: [rig.pid], lambda: True, DATAGRAM, socket_path, messages, senders)
 
 
 def _stream_logpipe(
@@ -127,11 +134,7 @@ def _stream_logpipe(
 ) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-lp-"))
     rig = Rig(work, input_toml, workers=workers)
-    try:
-        wait_for(_listening(port), 20)
-        return _measure(rig.pids(), rig.delivered, *_senders(script, str(port), messages, senders))
-    finally:
-        rig.close()
+    return _run(rig, rig.pids, _listening(port), script, str(port), messages, senders)
 
 
 def tcp_logpipe(messages: int, senders: int, workers: int = 1) -> dict[str, float]:
@@ -144,12 +147,9 @@ def tcp_rsyslog(messages: int, senders: int) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-rs-"))
     port = free_port()
     rig = RsyslogRig(work, RsyslogRig.imtcp(port), _listening(port))
-    try:
-        return _measure(
-            [rig.pid], rig.delivered, *_senders(TCP_OCTET_COUNTED, str(port), messages, senders)
-        )
-    finally:
-        rig.close()
+    return _run(
+        rig, lambda: [rig.pid], lambda: True, TCP_OCTET_COUNTED, str(port), messages, senders
+    )
 
 
 def forward_logpipe(messages: int, senders: int, workers: int = 1) -> dict[str, float]:

@@ -172,10 +172,6 @@ def e2e(rate: int = 5000, seconds: int = 20, warmup: int = 20) -> dict[str, Any]
             if i == len(seen):
                 break
             latencies.append(seen[i][0] - sent)
-        if os.environ.get("BENCH_DEBUG"):
-            t_first = out["sent_at"][0]
-            for t, c in seen[:: max(1, len(seen) // 40)]:
-                print(f"  t={t - t_first:6.2f}s searchable={c}")
         return {
             "messages": count,
             "lost": total - count,

@@ -40,12 +40,12 @@ from collections.abc import Sequence
 from logpipe import config as config_mod
 from logpipe import listen, systemd
 from logpipe.errors import ConfigError
+from logpipe.metrics import MULTIPROC_ENV
 from logpipe.pipeline import READY_FD_ENV, WORKER_SLOT_ENV
 
 log = logging.getLogger(__name__)
 
 ADOPT_ENV = "LOGPIPE_ADOPT_WORKERS"  # pids a re-executed supervisor takes over
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
 RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 30.0
 HEALTHY_AFTER_SECONDS = 60.0  # a worker up this long resets the restart backoff

@@ -273,9 +273,7 @@ class _ForwardConnection(StreamConnection):
                 self.peer,
                 problem,
             )
-            assert self.transport is not None
-            self.transport.close()  # after the PONG that says why
-            metrics.CONNECTIONS_CLOSED.labels(**self._labels, reason=CLOSED_AUTH).inc()
+            self.close(CLOSED_AUTH)  # after the PONG that says why
             return
         self.authenticated = True
 

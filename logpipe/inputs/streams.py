@@ -303,19 +303,22 @@ class StreamConnection(asyncio.Protocol):
             metrics.CONNECTIONS.labels(**self._labels).dec()
 
     def abort(self, reason: str) -> None:
-        if self.open:
-            metrics.CONNECTIONS_CLOSED.labels(**self._labels, reason=reason).inc()
-        self._forget()
-        if self.transport is not None:
-            self.transport.abort()
+        """Close at once, dropping what is buffered either way; counted under ``reason``."""
+        self._end(reason, flush=False)
 
     def close(self, reason: str) -> None:
-        """Close after what we wrote is flushed (an ack, a TLS close_notify)."""
+        """Close after what we wrote is flushed (an ack, a PONG, a TLS close_notify)."""
+        self._end(reason, flush=True)
+
+    def _end(self, reason: str, flush: bool) -> None:
         if self.open:
             metrics.CONNECTIONS_CLOSED.labels(**self._labels, reason=reason).inc()
         self._forget()
         if self.transport is not None:
-            self.transport.close()
+            if flush:
+                self.transport.close()
+            else:
+                self.transport.abort()
 
     def half_close(self) -> None:
         """Tell the sender we are going (FIN), and keep reading what it still sends."""

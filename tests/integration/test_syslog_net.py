@@ -158,19 +158,21 @@ def test_an_over_long_message_is_cut_tagged_and_the_next_one_is_whole(
     assert lp.metric("logpipe_truncated_events_total", input="net") == 1
 
 
+def _tls_input(certs: Path, port: int, **extra: object) -> dict[str, dict[str, object]]:
+    return _syslog_input(
+        tls=f"127.0.0.1:{port}",
+        tls_cert=str(certs / "server.pem"),
+        tls_key=str(certs / "server.key"),
+        **extra,
+    )
+
+
 def test_tls_with_client_certificates_and_one_without_is_refused(
     logpipe_factory, es: ES, tmp_path: Path
 ) -> None:
     certs = make_certificates(tmp_path / "certs")
     port = free_port()
-    lp = logpipe_factory(
-        **_syslog_input(
-            tls=f"127.0.0.1:{port}",
-            tls_cert=str(certs / "server.pem"),
-            tls_key=str(certs / "server.key"),
-            tls_client_ca=str(certs / "ca.pem"),
-        )
-    )
+    lp = logpipe_factory(**_tls_input(certs, port, tls_client_ca=str(certs / "ca.pem")))
     trusting = ssl.create_default_context(cafile=str(certs / "ca.pem"))
     trusting.load_cert_chain(str(certs / "client.pem"), str(certs / "client.key"))
     lines = [b"<13>Nov 29 10:00:00 host tlsapp: line %d" % i for i in range(1, 201)]
@@ -206,13 +208,7 @@ def test_a_tls_sender_that_never_reads_loses_nothing_when_it_closes(
     repeatedly, as rsyslog's queue workers do."""
     certs = make_certificates(tmp_path / "certs")
     port = free_port()
-    lp = logpipe_factory(
-        **_syslog_input(
-            tls=f"127.0.0.1:{port}",
-            tls_cert=str(certs / "server.pem"),
-            tls_key=str(certs / "server.key"),
-        )
-    )
+    lp = logpipe_factory(**_tls_input(certs, port))
     context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
     per_connection, connections = 5000, 8
     for c in range(connections):
