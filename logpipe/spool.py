@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, NamedTuple
 import msgpack
 
 from logpipe import checkpoints
+from logpipe.event import pack_default
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class Spool:
         self.last_error = None
         if not events:
             return 0
-        payload = msgpack.packb(events)
+        payload = msgpack.packb(events, default=pack_default)
         frame = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         if self._total + len(frame) > self.max_bytes:
             self._reclaim_head()

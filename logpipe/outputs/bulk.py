@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from logpipe.event import ID
+from logpipe.event import CONSTANTS, ID, Constants
 
 # Statuses and error types worth another try: the cluster is busy or unwell, the
 # document is fine. Anything else 4xx (mapping conflicts, bad values) will fail the
@@ -44,11 +44,23 @@ class Doc:
 
 
 def encode(events: list[dict[str, Any]]) -> list[Doc]:
-    """Encode events once. Pops ``_id`` off each event (it must not reach ``_source``)."""
+    """Encode events once. Pops ``_id`` off each event (it must not reach ``_source``)
+    and the ``_constants`` reference, whose JSON is spliced in after the event's own."""
     dumps = orjson.dumps
-    # orjson needs no default hook for our dicts: every value is str, int or a
-    # nested dict/list of those, so an error here is a programming error.
-    return [Doc(ev.pop(ID), dumps(ev)) for ev in events]
+    docs: list[Doc] = []
+    append = docs.append
+    for ev in events:
+        constants = ev.pop(CONSTANTS, None)
+        if type(constants) is Constants:
+            # orjson needs no default hook for our dicts: every value is str, int or
+            # a nested dict/list of those, so an error here is a programming error.
+            # A stamped event always has fields of its own (@timestamp, event.created).
+            append(Doc(ev.pop(ID), dumps(ev)[:-1] + constants.tail))
+        else:
+            if constants is not None:  # a spooled event: the fields as a plain dict
+                ev.update(constants)
+            append(Doc(ev.pop(ID), dumps(ev)))
+    return docs
 
 
 def body(docs: list[Doc]) -> bytes:

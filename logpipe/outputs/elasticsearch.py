@@ -112,10 +112,12 @@ class ElasticsearchOutput:
         first (a stop with Elasticsearch away leaves them mid-retry)."""
         out: list[Any] = []
         for _, (events, docs) in sorted(self._unfinished.items()):
-            # Encoded batches have had their ids popped: give each its id back.
-            for event, doc in zip(events, docs, strict=False):
-                event[ID] = doc.id
-            out.extend(events)
+            if docs:
+                # Encoded: the ids and constant fields were popped into the documents,
+                # which hold exactly what was being sent (enrichment included).
+                out.extend(orjson.loads(doc.source) | {ID: doc.id} for doc in docs)
+            else:
+                out.extend(events)
         return out
 
     async def stop(self) -> None:

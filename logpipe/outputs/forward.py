@@ -24,6 +24,7 @@ from typing import Any
 
 from logpipe import metrics
 from logpipe.config import ForwardOutputSettings, split_address
+from logpipe.event import expand
 from logpipe.parsers import forward as proto
 from logpipe.parsers.docker import parse_timestamp
 from logpipe.queue import EventQueue
@@ -135,7 +136,7 @@ class ForwardOutput:
                     for enrich in self.enrichers:  # the aggregator has no Docker API
                         await enrich(events)
                     chunk_id = base64.b64encode(os.urandom(16)).decode()
-                    entries = [(_event_ns(e), e) for e in events]
+                    entries = [(_event_ns(e), expand(e)) for e in events]
                     payload = proto.packed_forward(s.tag, entries, chunk_id, s.compress)
                     turn = await self._deliver(links, turn, payload, chunk_id, len(events))
                     self.queue.done(token)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
+import orjson
 import pytest
 
-from logpipe.event import Stamper, loss_marker
+from logpipe.event import Stamper, expand, loss_marker
+from logpipe.outputs import bulk
 from logpipe.parsers.cee import apply_cee
 from logpipe.queue import EventQueue, LossTracker
 from logpipe.spool import Spool
@@ -186,7 +190,41 @@ def test_stamper_ids_are_unique_per_run_and_sequence() -> None:
     event = a.stamp({"message": "m"}, 1_000_000_000)
     assert event["event.sequence"] == 1001
     assert event["event.created"] == "1970-01-01T00:00:01.000000000Z"
-    assert event["host.name"] == "node" and event["agent.type"] == "logpipe"
+    source = orjson.loads(bulk.encode([event])[0].source)
+    assert source["host.name"] == "node" and source["agent.type"] == "logpipe"
+    assert source["event.dataset"] == "logpipe.devlog" and source["message"] == "m"
+
+
+def _keys(source: bytes) -> list[str]:
+    """The document's keys in order, duplicates kept (a dict would hide them)."""
+    return [k for k, _ in json.loads(source, object_pairs_hook=lambda pairs: pairs)]
+
+
+def test_constant_fields_reach_every_consumer_once_and_ours_win() -> None:
+    stamper = Stamper("node", "devlog", "devlog")
+    plain = stamper.stamp({"message": "m"}, 1)
+    # A message that brought a host.name of its own (an @cee payload, a forward
+    # record): the node's wins, as it did when the fields were copied in.
+    claimed = stamper.stamp({"message": "m", "host.name": "elsewhere"}, 1)
+    docs = bulk.encode([plain, claimed])
+    for doc in docs:
+        keys = _keys(doc.source)
+        assert len(keys) == len(set(keys)), keys
+        assert "_constants" not in keys and "_id" not in keys
+        assert orjson.loads(doc.source)["host.name"] == "node"
+    # The forward output and anything else that is not the bulk encoder: expand().
+    other = expand(stamper.stamp({"message": "m"}, 1))
+    assert other["agent.name"] == "node" and "_constants" not in other
+
+
+def test_spooled_events_keep_their_constant_fields(tmp_path: Path) -> None:
+    stamper = Stamper("node", "syslog", "syslog")
+    spool = Spool(str(tmp_path), 1 << 20, segment_bytes=4096)
+    assert spool.append([stamper.stamp({"message": "m"}, 1)]) == 1
+    events, _ = Spool(str(tmp_path), 1 << 20, segment_bytes=4096).read(10)
+    source = orjson.loads(bulk.encode(events)[0].source)
+    assert source["event.dataset"] == "logpipe.syslog" and source["agent.type"] == "logpipe"
+    assert "_constants" not in source
 
 
 @pytest.mark.parametrize(
