@@ -14,9 +14,14 @@ and to benchmarks/RESULTS.md.
 Scenario ``tcp``: RFC 5424 with octet counting over TCP, one connection per sender,
 into logpipe's syslog input or rsyslog's imtcp. Scenario ``forward``: PackedForward
 frames of 1,000 entries into logpipe's forward input; rsyslog has no forward input, so
-its row there is imtcp receiving the tcp scenario's stream.
+its row there is imtcp receiving the tcp scenario's stream. Scenario ``files``: a
+Docker json-file of ``--file-lines`` lines (1,000,000), renamed into
+``containers/<id>/<id>-json.log`` when the clock starts, read by logpipe's docker input
+in files mode or by rsyslog's imfile with mmjsonparse; one logpipe row, because container
+files are read by the first worker alone.
 
-Not yet here (issue 6): the files, e2e and burst scenarios, charts, and workers > 1.
+``--workers`` (repeatable) adds a logpipe row per ``service.workers`` value; ``--paced
+e2e`` and ``--paced burst`` run logpipe alone at a fixed rate (benchmarks/paced.py).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,8 +50,14 @@ from benchmarks.harness import (
     peak_rss_mib,
     wait_for,
 )
-from benchmarks.rsyslog_rig import RsyslogRig
-from benchmarks.senders import DATAGRAM, FORWARD_PACKED, TCP_OCTET_COUNTED
+from benchmarks.rsyslog_rig import JSON_FILE_RULES, JSON_FILE_TEMPLATE, RsyslogRig
+from benchmarks.senders import (
+    DATAGRAM,
+    FORWARD_PACKED,
+    RENAME,
+    TCP_OCTET_COUNTED,
+    write_json_file,
+)
 
 PAYLOAD_BYTES = 120
 
@@ -92,15 +104,13 @@ def _run(
     rig: Rig | RsyslogRig,
     pids: Callable[[], list[int]],
     ready: Callable[[], bool],
-    script: str,
-    target: str,
-    messages: int,
-    senders: int,
+    senders: tuple[list[list[str]], int],
 ) -> dict[str, float]:
-    """One measured round on a started rig (logpipe or rsyslog), which is closed after."""
+    """One measured round on a started rig (logpipe or rsyslog), which is closed after:
+    ``senders`` is the commands to run and the messages they send in all."""
     try:
         wait_for(ready, 20)
-        return _measure(pids(), rig.delivered, *_senders(script, target, messages, senders))
+        return _measure(pids(), rig.delivered, *senders)
     finally:
         rig.close()
 
@@ -118,15 +128,17 @@ def devlog_logpipe(messages: int, senders: int, workers: int = 1) -> dict[str, f
     socket_path = str(work / "dev-log")
     toml = f'[inputs.devlog]\ntype = "devlog"\npath = "{socket_path}"\n'
     rig = Rig(work, toml, workers=workers)
-    return _run(rig, rig.pids, lambda: os.path.exists(socket_path), DATAGRAM, socket_path,
-                messages, senders)  # fmt: skip
+    return _run(rig, rig.pids, lambda: os.path.exists(socket_path),
+                _senders(DATAGRAM, socket_path, messages, senders))  # fmt: skip
 
 
 def devlog_rsyslog(messages: int, senders: int) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-rs-"))
     socket_path = str(work / "dev-log")
     rig = RsyslogRig(work, RsyslogRig.imuxsock(socket_path), lambda: os.path.exists(socket_path))
-    return _run(rig, lambda: [rig.pid], lambda: True, DATAGRAM, socket_path, messages, senders)
+    return _run(
+        rig, lambda: [rig.pid], lambda: True, _senders(DATAGRAM, socket_path, messages, senders)
+    )
 
 
 def _stream_logpipe(
@@ -134,7 +146,7 @@ def _stream_logpipe(
 ) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-lp-"))
     rig = Rig(work, input_toml, workers=workers)
-    return _run(rig, rig.pids, _listening(port), script, str(port), messages, senders)
+    return _run(rig, rig.pids, _listening(port), _senders(script, str(port), messages, senders))
 
 
 def tcp_logpipe(messages: int, senders: int, workers: int = 1) -> dict[str, float]:
@@ -148,7 +160,10 @@ def tcp_rsyslog(messages: int, senders: int) -> dict[str, float]:
     port = free_port()
     rig = RsyslogRig(work, RsyslogRig.imtcp(port), _listening(port))
     return _run(
-        rig, lambda: [rig.pid], lambda: True, TCP_OCTET_COUNTED, str(port), messages, senders
+        rig,
+        lambda: [rig.pid],
+        lambda: True,
+        _senders(TCP_OCTET_COUNTED, str(port), messages, senders),
     )
 
 
@@ -158,6 +173,52 @@ def forward_logpipe(messages: int, senders: int, workers: int = 1) -> dict[str, 
     return _stream_logpipe(toml, port, FORWARD_PACKED, messages, senders, workers)
 
 
+CONTAINER_ID = "b" * 64  # the files scenario's container, in Docker's layout
+
+
+def _json_file(lines: int) -> str:
+    """The files scenario's log, written once per size and reused by every round."""
+    path = os.path.join(tempfile.gettempdir(), f"logpipe-bench-{lines}-json.log")
+    if not os.path.exists(path):
+        write_json_file(path, lines, PAYLOAD_BYTES)
+    return path
+
+
+def _json_file_round(work: Path, lines: int) -> tuple[Path, tuple[list[list[str]], int]]:
+    """Where the log goes (``containers/<id>/<id>-json.log`` in ``work``), and the
+    "sender": a rename of a hard link to the written log into that place."""
+    directory = work / "containers" / CONTAINER_ID
+    directory.mkdir(parents=True)
+    target = directory / f"{CONTAINER_ID}-json.log"
+    staging = work / "staging.log"
+    os.link(_json_file(lines), staging)
+    return target, ([[sys.executable, "-c", RENAME, str(staging), str(target)]], lines)
+
+
+def files_logpipe(lines: int, senders: int, workers: int = 1) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="bench-lp-"))
+    target, rename = _json_file_round(work, lines)
+    toml = (
+        '[inputs.files]\ntype = "docker"\nmode = "files"\nsocket = ""\n'
+        f'paths = ["{target.parent}/*-json.log"]\n'
+    )
+    rig = Rig(work, toml, workers=workers)
+    return _run(rig, rig.pids, lambda: _ready(rig.admin), rename)
+
+
+def files_rsyslog(lines: int, senders: int) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="bench-rs-"))
+    target, rename = _json_file_round(work, lines)
+    rig = RsyslogRig(work, RsyslogRig.imfile(str(target)), lambda: True,
+                     JSON_FILE_TEMPLATE, JSON_FILE_RULES)  # fmt: skip
+    return _run(rig, lambda: [rig.pid], lambda: True, rename)
+
+
+def _ready(admin: str) -> bool:
+    with urllib.request.urlopen(f"{admin}/readyz", timeout=1) as resp:
+        return resp.status == 200
+
+
 # Each scenario: logpipe's run, and rsyslog's on the same input. rsyslog has no forward
 # input: beside logpipe's forward row stands rsyslog receiving the tcp scenario's stream
 # (imtcp), the way a host would send it the same messages.
@@ -165,6 +226,7 @@ SCENARIOS: dict[str, tuple[Callable[..., dict[str, float]], Callable[..., dict[s
     "devlog": (devlog_logpipe, devlog_rsyslog),
     "tcp": (tcp_logpipe, tcp_rsyslog),
     "forward": (forward_logpipe, tcp_rsyslog),
+    "files": (files_logpipe, files_rsyslog),
 }
 
 
@@ -198,12 +260,15 @@ def _compare(args: argparse.Namespace) -> tuple[str, str]:
     ratio_lines: list[str] = []
     for name in args.scenario or sorted(SCENARIOS):
         ours, theirs = SCENARIOS[name]
-        shippers = [f"logpipe w={w}" for w in args.workers] + ["rsyslog"]
+        # Container log files are read by the first worker alone: one row.
+        workers = [1] if name == "files" else args.workers
+        count = args.file_lines if name == "files" else args.messages
+        shippers = [f"logpipe w={w}" for w in workers] + ["rsyslog"]
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in shippers}
         for _ in range(args.rounds):  # interleaved: drift hits both alike
-            for w in args.workers:
-                runs[f"logpipe w={w}"].append(ours(args.messages, args.senders, w))
-            runs["rsyslog"].append(theirs(args.messages, args.senders))
+            for w in workers:
+                runs[f"logpipe w={w}"].append(ours(count, args.senders, w))
+            runs["rsyslog"].append(theirs(count, args.senders))
         best = {k: max(v, key=lambda r: r["messages_per_second"]) for k, v in runs.items()}
         for shipper, r in best.items():
             rows.append({"scenario": name, "shipper": shipper, **r})
@@ -230,7 +295,7 @@ def _compare(args: argparse.Namespace) -> tuple[str, str]:
                 "date": time.strftime("%Y-%m-%d %H:%M"),
                 "cores": os.cpu_count(),
                 **_versions(),
-                "messages": args.messages,
+                "messages": count,
                 "senders": args.senders,
                 "runs": runs,
                 "ratios": ratios,
@@ -271,6 +336,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=200_000)
     p.add_argument("--senders", type=int, default=4)
+    p.add_argument(
+        "--file-lines", type=int, default=1_000_000, help="lines in the files scenario's log"
+    )
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     p.add_argument(

@@ -1,5 +1,6 @@
 """Charts of the latest side-by-side run, for the README: messages/s and CPU per message
-per scenario, each logpipe worker count beside rsyslog.
+per scenario, each logpipe worker count beside rsyslog; and the worker-scaling curve
+(messages/s by ``service.workers``, rsyslog's level as a dashed line).
 
     .venv/bin/pip install -e '.[bench]'      # matplotlib
     .venv/bin/python -m benchmarks.charts    # -> benchmarks/charts/*.png
@@ -17,7 +18,7 @@ from benchmarks.harness import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "compare.jsonl"
 OUT = ROOT / "benchmarks" / "charts"
-SCENARIOS = ("devlog", "tcp", "forward")
+SCENARIOS = ("devlog", "tcp", "forward", "files")
 
 
 def latest_runs() -> dict[str, dict[str, Any]]:
@@ -74,6 +75,31 @@ def main() -> None:
         fig.tight_layout()
         fig.savefig(OUT / name)
         print(OUT / name)
+    _scaling(plt, records)
+
+
+def _scaling(plt: Any, records: dict[str, dict[str, Any]]) -> None:
+    """messages/s against service.workers, one line per scenario run with several."""
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    for scenario, record in records.items():
+        counts = sorted(int(k.split("=")[1]) for k in record["runs"] if k.startswith("logpipe w="))
+        if len(counts) < 2:
+            continue
+        values = [best(record["runs"][f"logpipe w={w}"])["messages_per_second"] for w in counts]
+        (line,) = ax.plot(counts, values, marker="o", label=f"{scenario}: logpipe")
+        if "rsyslog" in record["runs"]:
+            ax.axhline(best(record["runs"]["rsyslog"])["messages_per_second"],
+                       color=line.get_color(), linestyle="--", linewidth=1,
+                       label=f"{scenario}: rsyslog")  # fmt: skip
+        ax.set_xticks(counts)
+    ax.set_xlabel("service.workers")
+    ax.set_ylabel("delivered messages/s")
+    first = next(iter(records.values()))
+    ax.set_title(f"Scaling with workers, {first['date']}, {first['cores']} cores", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OUT / "scaling.png")
+    print(OUT / "scaling.png")
 
 
 if __name__ == "__main__":

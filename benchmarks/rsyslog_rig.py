@@ -26,11 +26,33 @@ template(name="ecs" type="list" option.jsonf="on") {
 """
 
 
+# For a Docker json-file line: mmjsonparse takes the whole line as JSON (no @cee:
+# cookie), and the template picks the fields logpipe's files input makes of it.
+# (rsyslog keeps the "\n" that ends each "log"; logpipe strips it.)
+JSON_FILE_RULES = 'module(load="mmjsonparse")\naction(type="mmjsonparse" cookie="" useRawMsg="on")'
+JSON_FILE_TEMPLATE = """
+template(name="ecs" type="list" option.jsonf="on") {
+  property(outname="@timestamp" name="$!time" format="jsonf")
+  property(outname="event.created" name="timegenerated" dateFormat="rfc3339" format="jsonf")
+  property(outname="message" name="$!log" format="jsonf")
+  property(outname="logpipe.stream" name="$!stream" format="jsonf")
+  property(outname="log.file.path" name="$!metadata!filename" format="jsonf")
+}
+"""
+
+
 class RsyslogRig:
     """A counting sink and an rsyslogd reading ``inputs`` (rsyslog config: imuxsock on a
     socket, imtcp on a port) into it; ``ready`` says when the input is there."""
 
-    def __init__(self, work: Path, inputs: str, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        work: Path,
+        inputs: str,
+        ready: Callable[[], bool],
+        template: str = ECS_TEMPLATE,
+        rules: str = "",
+    ) -> None:
         self.port = free_port()
         self.sink_url = f"http://127.0.0.1:{self.port}"
         (work / "rsyslog-work").mkdir(parents=True, exist_ok=True)
@@ -39,7 +61,7 @@ class RsyslogRig:
             f'global(workDirectory="{work / "rsyslog-work"}" maxMessageSize="64k")\n'
             f"{inputs}\n"
             'module(load="omelasticsearch")\n'
-            f"{ECS_TEMPLATE}\n"
+            f"{template}\n{rules}\n"
             f'action(type="omelasticsearch" server="127.0.0.1" serverport="{self.port}" '
             'template="ecs" searchIndex="bench" bulkmode="on" maxbytes="5m" '
             'esVersion.major="8" queue.type="LinkedList" queue.size="100000" '
@@ -66,6 +88,10 @@ class RsyslogRig:
     @staticmethod
     def imtcp(port: int) -> str:
         return f'module(load="imtcp")\ninput(type="imtcp" address="127.0.0.1" port="{port}")'
+
+    @staticmethod
+    def imfile(path: str) -> str:
+        return f'module(load="imfile")\ninput(type="imfile" File="{path}" Tag="docker")'
 
     @property
     def pid(self) -> int:

@@ -4,6 +4,8 @@ at once. Each one sends ``count`` messages of ``size`` bytes numbered 0..count-1
 
 from __future__ import annotations
 
+import os
+
 # Datagrams into a unix socket, one send() per message and blocking, like an app's
 # syslog(): the time the senders take is the time apps would spend logging.
 DATAGRAM = r"""
@@ -52,3 +54,28 @@ for start in range(0, count, 1000):
 s.shutdown(socket.SHUT_WR)
 s.recv(1)
 """
+
+# Scenario files: the whole log is written before the round, in a staging file beside
+# the watched one, and "sent" by renaming it into place, so that both shippers find
+# it complete the moment the clock starts.
+RENAME = r"""
+import os, sys
+os.rename(sys.argv[1], sys.argv[2])
+"""
+
+
+def write_json_file(path: str, count: int, size: int) -> None:
+    """A Docker json-file log (``{"log":...,"stream":...,"time":...}`` per line) of
+    ``count`` messages of ``size`` bytes, stamped a microsecond apart."""
+    body = "x" * (size - 8)
+    with open(path + ".tmp", "w") as fh:
+        for start in range(0, count, 10_000):
+            fh.write(
+                "".join(
+                    f'{{"log":"{body}{n:08d}\\n","stream":"stdout",'
+                    f'"time":"2026-11-30T10:{n // 60_000_000 % 60:02d}:'
+                    f'{n // 1_000_000 % 60:02d}.{n % 1_000_000:06d}000Z"}}\n'
+                    for n in range(start, min(start + 10_000, count))
+                )
+            )
+    os.replace(path + ".tmp", path)

@@ -125,16 +125,27 @@ class Stamper:
         self._prefix = id_prefix(node, input_name, time.time_ns()) + "-"
         self.sequence = 0
 
+    def with_fields(self, fields: dict[str, Any]) -> Constants:
+        """The constants of events that also carry ``fields`` alike (a connection's peer):
+        made once per connection, for :meth:`stamp`."""
+        return Constants({**fields, **self.constants.fields})
+
     def stamp(
-        self, event: dict[str, Any], received_ns: int, event_id: str | None = None
+        self,
+        event: dict[str, Any],
+        received_ns: int,
+        event_id: str | None = None,
+        constants: Constants | None = None,
     ) -> dict[str, Any]:
         """Stamp one event in place (and return it).
 
         ``event_id``: an id derived from the event's position in its source (container
         and timestamp, file and offset), so that re-reading it lands on the same document.
+        ``constants``: from :meth:`with_fields`; the input's own by default.
         """
         self.sequence = seq = self.sequence + 1
-        constants = self.constants
+        if constants is None:
+            constants = self.constants
         if event.keys().isdisjoint(constants.keys):
             event[CONSTANTS] = constants
         else:

@@ -35,7 +35,7 @@ from typing import Any
 
 from logpipe import listen, metrics
 from logpipe.config import ForwardSettings
-from logpipe.event import EVENT_OVERHEAD_BYTES, ID, TAGS, TIMESTAMP, Stamper
+from logpipe.event import EVENT_OVERHEAD_BYTES, ID, TAGS, TIMESTAMP, Constants, Stamper
 from logpipe.inputs.streams import (
     CLOSED_AUTH,
     CLOSED_MALFORMED,
@@ -132,9 +132,11 @@ class ForwardInput:
         self.streams = []
 
     def events_of(
-        self, chunk: proto.Chunk, fields: dict[str, Any], joiner: _PartialJoiner
+        self, chunk: proto.Chunk, constants: Constants, joiner: _PartialJoiner
     ) -> tuple[list[dict[str, Any]], list[int]]:
-        """One chunk's records as stamped events (Docker's pieces joined first)."""
+        """One chunk's records as stamped events (Docker's pieces joined first).
+        ``constants``: the connection's (its peer fields and the input's constants),
+        which win over a record's fields of the same name."""
         received_ns = time.time_ns()
         stamp = self.stamper.stamp
         prefix = chunk_id_prefix(chunk.tag, chunk.chunk) if chunk.chunk else None
@@ -155,9 +157,8 @@ class ForwardInput:
                     continue
                 event = joined
             event[TIMESTAMP] = iso_ns(time_ns or received_ns)
-            event.update(fields)
             event_id = f"{prefix}{index:x}" if prefix is not None else None
-            events.append(stamp(event, received_ns, event_id))
+            events.append(stamp(event, received_ns, event_id, constants))
             sizes.append(EVENT_OVERHEAD_BYTES + len(event.get("message", "")))
         self._received.inc(len(chunk.entries))
         self._received_bytes.inc(chunk.size)
@@ -217,6 +218,7 @@ class _ForwardConnection(StreamConnection):
         self.authenticated = not owner.settings.shared_key
         self._draining = False
         self._cached: tuple[proto.Chunk, list[dict[str, Any]], list[int]] | None = None
+        self._constants: Constants | None = None  # once the peer is known
 
     def established(self) -> None:
         if not self.authenticated:
@@ -313,7 +315,9 @@ class _ForwardConnection(StreamConnection):
         cached = self._cached
         if cached is not None and cached[0] is chunk:
             return cached[1], cached[2]
-        events, sizes = self.owner.events_of(chunk, self.fields, self.joiner)
+        if self._constants is None:
+            self._constants = self.owner.stamper.with_fields(self.fields)
+        events, sizes = self.owner.events_of(chunk, self._constants, self.joiner)
         self._cached = (chunk, events, sizes)
         return events, sizes
 

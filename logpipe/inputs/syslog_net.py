@@ -30,7 +30,7 @@ from typing import Any
 
 from logpipe import listen, metrics
 from logpipe.config import SyslogSettings
-from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
+from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Constants, Stamper
 from logpipe.inputs.datagrams import drain_dropping, grow_receive_buffer
 from logpipe.inputs.devlog import REASON_QUEUE_FULL, REASON_SPOOL_FULL, TAG_TRUNCATED
 from logpipe.inputs.streams import (
@@ -174,9 +174,10 @@ class SyslogNetInput:
     # -- events ----------------------------------------------------------------------
 
     def _events(
-        self, frames: list[bytes], extra: dict[str, Any], received_ns: int
+        self, frames: list[bytes], constants: Constants | None, received_ns: int
     ) -> tuple[list[dict[str, Any]], list[int]]:
-        """Parse and stamp; the counters for what was read are bumped here, per batch."""
+        """Parse and stamp; the counters for what was read are bumped here, per batch.
+        ``constants``: a connection's (its peer fields with the input's constants)."""
         parse = self.parser.parse
         stamp = self.stamper.stamp
         parse_cee = self.settings.parse_cee
@@ -190,12 +191,12 @@ class SyslogNetInput:
             if type(frame) is TruncatedFrame:
                 truncated += 1
                 event.setdefault(TAGS, []).append(TAG_TRUNCATED)
-            event.update(extra)
             if parse_cee:
                 message = event.get("message")
                 if message and message.startswith("@cee:"):
                     apply_cee(event)
-            events.append(stamp(event, received_ns))
+            # The peer's fields win over an @cee payload's: the kernel saw the peer.
+            events.append(stamp(event, received_ns, None, constants))
             sizes.append(len(frame) + EVENT_OVERHEAD_BYTES)
         if failures:
             self._parse_failures.inc(failures)
@@ -214,9 +215,12 @@ class SyslogNetInput:
         self._dropped.inc(count)
         self.loss.add(count, REASON_QUEUE_FULL, first_ns, time.time_ns())
 
-    def deliver(self, connection: StreamConnection, frames: list[bytes]) -> None:
+    def deliver(self, connection: _Connection, frames: list[bytes]) -> None:
         """Frames read from one stream connection: into the queue, or counted as dropped."""
         received_ns = time.time_ns()
+        constants = connection.constants
+        if constants is None:
+            constants = connection.constants = self.stamper.with_fields(connection.fields)
         self._received.inc(len(frames))
         self._received_bytes.inc(sum(map(len, frames)))
         queue = self.queue
@@ -226,11 +230,11 @@ class SyslogNetInput:
                 self._drop(len(frames) - room, received_ns)
                 frames = frames[:room]
             if frames:
-                self._put(*self._events(frames, connection.fields, received_ns))
+                self._put(*self._events(frames, constants, received_ns))
             return
         # block: these bytes are already out of the kernel, so they are queued whatever
         # the bound says (one read's worth over it at most); then this sender waits.
-        self._put(*self._events(frames, connection.fields, received_ns))
+        self._put(*self._events(frames, constants, received_ns))
         if queue.room() == 0:
             self.server.pause_until_room(connection)
 
@@ -296,7 +300,7 @@ class SyslogNetInput:
         if not frames:
             return
         received_ns = time.time_ns()
-        events, sizes = self._events(frames, {}, received_ns)
+        events, sizes = self._events(frames, None, received_ns)
         for event, sender in zip(events, fields, strict=True):
             event.update(sender)
         self._put(events, sizes)
@@ -325,6 +329,7 @@ class _Connection(StreamConnection):
         super().__init__(server, listener, context)
         self.owner = owner
         self.splitter = FrameSplitter(owner.settings.max_message_bytes)
+        self.constants: Constants | None = None  # once the peer is known
 
     def received(self, data: bytes) -> None:
         owner, splitter = self.owner, self.splitter
