@@ -54,11 +54,10 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
         width = 0.8 / len(shippers)
         for i, shipper in enumerate(shippers):
-            values = [
-                best(records[s]["runs"][shipper])[metric] if shipper in records[s]["runs"] else 0
-                for s in scenarios
-            ]
-            xs = [x + i * width for x in range(len(scenarios))]
+            # A scenario without this shipper (files: one worker) gets no bar, not a 0.
+            present = [(x, s) for x, s in enumerate(scenarios) if shipper in records[s]["runs"]]
+            values = [best(records[s]["runs"][shipper])[metric] for _, s in present]
+            xs = [x + i * width for x, _ in present]
             bars = ax.bar(xs, values, width, label=shipper)
             ax.bar_label(bars, fmt="{:,.0f}" if metric == "messages_per_second" else "{:.1f}",
                          fontsize=7)  # fmt: skip
