@@ -1,4 +1,4 @@
-"""The ``logpipe`` command: run, worker, check-config, setup, status.
+"""The ``logpipe`` command: run, worker, check-config, setup, tail, status.
 
 Exit codes: 0 fine; 1 a runtime failure (Elasticsearch unreachable for setup, a
 socket that cannot be bound); 2 a bad config or bad arguments, always as one line
@@ -47,6 +47,23 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument(
                 "--log-level", default="info", choices=["debug", "info", "warning", "error"]
             )
+    tail = sub.add_parser(
+        "tail", help="follow the fleet's logs from Elasticsearch, like docker logs -f"
+    )
+    tail.add_argument(
+        "-c", "--config", help="TOML config file: Elasticsearch and the data stream to read"
+    )
+    tail.add_argument("--container", default="", help="only this container (container.name)")
+    tail.add_argument("--host", default="", help="only this host (host.name or host.hostname)")
+    tail.add_argument("--severity", default="", help="this log.level and worse (e.g. warning)")
+    tail.add_argument("--since", default="", help="from this long ago (10m, 2h, 1d) or a time")
+    tail.add_argument("--until", default="", help="up to this long ago or this time")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="lines of backlog (10)")
+    tail.add_argument(
+        "--no-follow", dest="follow", action="store_false", help="print the backlog and exit"
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON document per line")
+    tail.add_argument("text", nargs="*", help="free text to match in the message")
     status = sub.add_parser("status", help="print the live counters of a running logpipe")
     status.add_argument(
         "--admin", default="http://127.0.0.1:9180", help="admin URL (default: %(default)s)"
@@ -68,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "setup":
         return _setup(settings)
+    if args.command == "tail":
+        return _tail(settings, args)
     _configure_logging(args.log_level)
     if args.command == "worker":
         return _worker(settings)
@@ -84,6 +103,26 @@ def _setup(settings: config_mod.Settings) -> int:
         return EXIT_FAILURE
     print("setup: done" if changed else "setup: nothing to change")
     return EXIT_OK
+
+
+def _tail(settings: config_mod.Settings, args: argparse.Namespace) -> int:
+    from logpipe import tail
+
+    filters = tail.Filters(
+        container=args.container,
+        host=args.host,
+        severity=args.severity,
+        text=" ".join(args.text),
+        since=args.since,
+        until=args.until,
+    )
+    try:
+        if filters.severity:
+            tail.levels_at_least(filters.severity)
+    except ValueError as exc:
+        print(f"logpipe tail: --severity: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return tail.run(settings, filters, args.lines, args.follow, args.json)
 
 
 def _configure_logging(level: str) -> None:

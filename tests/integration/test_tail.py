@@ -1,0 +1,119 @@
+"""``logpipe tail``: a container's line on the terminal within 2 s of being written, and
+the filters and --json against what Elasticsearch holds."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.containers.podman import IMAGE, Podman
+from tests.integration.conftest import ES, wait_for_count
+
+pytestmark = pytest.mark.integration
+
+
+def _lines_of(
+    proc: subprocess.Popen[str],
+) -> tuple[queue.Queue[tuple[float, str]], threading.Thread]:
+    """Each stdout line of ``proc`` with the moment it was read; the reader ends (and
+    closes the pipe) when ``proc`` does."""
+    lines: queue.Queue[tuple[float, str]] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        with proc.stdout:
+            for line in proc.stdout:
+                lines.put((time.monotonic(), line.rstrip("\n")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader
+
+
+def _wait_line(lines: queue.Queue[tuple[float, str]], needle: str, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no line with {needle!r} in {timeout} s")
+        try:
+            at, line = lines.get(timeout=left)
+        except queue.Empty:
+            continue
+        if needle in line:
+            return at
+
+
+def test_tail_shows_a_containers_line_within_two_seconds(
+    logpipe_factory, es: ES, podman: Podman
+) -> None:
+    lp = logpipe_factory(
+        **{"inputs.docker": {"type": "docker", "mode": "api", "socket": podman.socket_path}}
+    )
+    podman.run("--name", "tail-me", IMAGE, "sh", "-c", "echo ready; exec sleep 600")
+    podman.run("--name", "tail-other", IMAGE, "sh", "-c", "echo other ready; exec sleep 600")
+    wait_for_count(es, lp.data_stream, 2, 60)
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "logpipe", "tail", "-c", str(lp.config_path),
+         "--container", "tail-me", "-n", "5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    lines, reader = _lines_of(tail)
+    try:
+        _wait_line(lines, "tail-me: ready", 20)  # the backlog, then following
+        time.sleep(1)
+        delays = []
+        for n in range(3):
+            token = f"token-{n}-{time.time_ns()}"
+            written = time.monotonic()
+            # Written to the container's stdout (its PID 1's), as the app would.
+            podman.cli("exec", "tail-me", "sh", "-c", f"echo {token} > /proc/1/fd/1")
+            delays.append(_wait_line(lines, token, 10) - written)
+        print("tail delays, s:", [round(d, 2) for d in delays])
+        assert max(delays) < 2.0
+        # Only that container: the other one's lines never showed.
+        podman.cli("exec", "tail-other", "sh", "-c", "echo not-this-one > /proc/1/fd/1")
+        wait_for_count(es, lp.data_stream, 6, 30)
+        time.sleep(1)
+        shown = []
+        while not lines.empty():
+            shown.append(lines.get()[1])
+        assert not [line for line in shown if "not-this-one" in line or "other" in line]
+    finally:
+        tail.terminate()
+        tail.wait(10)
+        reader.join(10)
+    podman.cli("rm", "-f", "tail-me", "tail-other")
+
+
+def test_tail_filters_and_json(logpipe_factory, es: ES) -> None:
+    lp = logpipe_factory()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        for pri, text in ((11, "disk on fire"), (12, "disk almost full"), (14, "disk fine"),
+                          (15, "disk debug"), (14, "network fine")):  # fmt: skip
+            s.sendto(f"<{pri}>Nov 30 10:00:00 tailapp[9]: {text}".encode(), lp.socket_path)
+    wait_for_count(es, lp.data_stream, 5, 30)
+    time.sleep(1)
+
+    def tail(*args: str) -> list[str]:
+        result = lp.cli("tail", "-c", str(lp.config_path), "--no-follow", "-n", "100", *args)
+        return result.stdout.splitlines()
+
+    warnings = [json.loads(line) for line in tail("--severity", "warning", "--json")]
+    assert [d["message"] for d in warnings] == ["disk on fire", "disk almost full"]
+    assert all(d["process.name"] == "tailapp" and d["_id"] for d in warnings)
+    assert [line.split(": ", 1)[1] for line in tail("disk", "fine")] == ["disk fine"]
+    assert len(tail()) == 5 and len(tail("-n", "2")) == 2
+    plain = tail("network")
+    assert len(plain) == 1 and "tailapp[info]: network fine" in plain[0]
+    assert tail("--host", "no-such-host") == []
+    bad = lp.cli("tail", "-c", str(lp.config_path), "--severity", "loud", check=False)
+    assert bad.returncode == 2 and "--severity" in bad.stderr
