@@ -365,12 +365,28 @@ def from_dict(raw: dict[str, Any], file: str = "<config>") -> Settings:
         inputs=tuple(inputs),
         queue=_build(QueueSettings, _table(raw, "queue", file), "queue", file),
         elasticsearch=_build(
-            ElasticsearchSettings, _table(raw, "elasticsearch", file), "elasticsearch", file
+            ElasticsearchSettings,
+            {**_credentials_from_environment(), **_table(raw, "elasticsearch", file)},
+            "elasticsearch",
+            file,
         ),
         forward=_build(ForwardOutputSettings, _table(raw, "forward", file), "forward", file),
     )
     _check_relations(settings)
     return settings
+
+
+# Credentials kept out of the config file (a Kubernetes Secret, a systemd credential):
+# each fills its key when the file does not set it.
+CREDENTIAL_ENV = {
+    "username": "LOGPIPE_ELASTICSEARCH_USERNAME",
+    "password": "LOGPIPE_ELASTICSEARCH_PASSWORD",
+    "api_key": "LOGPIPE_ELASTICSEARCH_API_KEY",
+}
+
+
+def _credentials_from_environment() -> dict[str, str]:
+    return {key: os.environ[var] for key, var in CREDENTIAL_ENV.items() if os.environ.get(var)}
 
 
 def _check_relations(s: Settings) -> None:

@@ -150,3 +150,16 @@ def test_a_syslog_input_with_udp_and_tcp_on_the_same_port_is_fine() -> None:
     assert isinstance(net, config.SyslogSettings)
     assert (net.udp, net.tcp, net.tls) == ("[::]:514", "[::]:514", "")
     assert net.max_message_bytes == 64 * 1024 and net.idle_timeout == 600.0
+
+
+def test_elasticsearch_credentials_come_from_the_environment_unless_the_file_sets_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from logpipe.config import from_dict
+
+    monkeypatch.setenv("LOGPIPE_ELASTICSEARCH_USERNAME", "shipper")
+    monkeypatch.setenv("LOGPIPE_ELASTICSEARCH_PASSWORD", "s3cret")
+    es = from_dict({}).elasticsearch
+    assert (es.username, es.password, es.api_key) == ("shipper", "s3cret", "")
+    es = from_dict({"elasticsearch": {"password": "from-file"}}).elasticsearch
+    assert es.password == "from-file" and es.username == "shipper"
