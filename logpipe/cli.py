@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import resource
 import signal
@@ -68,13 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--admin", default="http://127.0.0.1:9180", help="admin URL (default: %(default)s)"
     )
+    status.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between the two samples of the rates"
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "status":
-        return _status(args.admin)
+        return _status(args.admin, args.interval)
     try:
         settings = config_mod.load(args.config)
     except ConfigError as exc:
@@ -192,40 +194,14 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
-def _status(admin: str) -> int:
-    url = admin.rstrip("/")
+def _status(admin: str, interval: float) -> int:
+    from logpipe import status
+
     try:
-        with urllib.request.urlopen(f"{url}/status", timeout=5) as resp:
-            status = json.load(resp)
-        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
-            metrics_text = resp.read().decode()
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"logpipe status: cannot reach the admin endpoint at {url}: {exc}", file=sys.stderr)
+        print(status.fetch(admin, interval))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"logpipe status: cannot read the admin endpoint at {admin}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    totals: dict[str, float] = {}
-    for line in metrics_text.splitlines():
-        if line.startswith("logpipe_") and not line.startswith("#"):
-            name_labels, _, value = line.rpartition(" ")
-            name = name_labels.split("{", 1)[0]
-            if name.endswith("_created"):
-                continue  # prometheus_client's creation-time series, not counts
-            if name.endswith("_total") or name.startswith("logpipe_queue_"):
-                totals[name] = totals.get(name, 0.0) + float(value)
-    q = status["queue"]
-    es = status["elasticsearch"]
-    rows = [
-        ("uptime", f"{status['uptime_seconds']} s"),
-        ("queue", f"{q['events']}/{q['max_events']} events, {q['bytes']}/{q['max_bytes']} bytes"),
-        (
-            "elasticsearch",
-            ("up" if es["reachable"] else "DOWN")
-            + ("" if es["template"] else ", template missing"),
-        ),
-    ]
-    rows.extend((name.removeprefix("logpipe_"), f"{totals[name]:.0f}") for name in sorted(totals))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
     return EXIT_OK
 
 
