@@ -17,7 +17,9 @@ import yaml
 
 from tests.integration.conftest import ROOT
 
-pytestmark = pytest.mark.integration
+# Building helm cold (module downloads and a compile) took 3.5 min on 2 cores: more than
+# the suite's 300 s per test, which counts the fixture's time too.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 HELM_VERSION = "v3.22.0"
 CHART = ROOT / "charts" / "logpipe"
