@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -129,9 +129,15 @@ def format_line(source: dict[str, Any]) -> str:
     return f"{source.get('@timestamp', '-')} {host} {tag}: {message}"
 
 
-# The newest first for the backlog; oldest first when following.
+# The newest first for the backlog; when following, the newest received.
 _SORT_DESC = [{"@timestamp": "desc"}, {"event.sequence": "desc"}]
-_SORT_ASC = [{"@timestamp": "asc"}, {"event.sequence": "asc"}]
+_SORT_NEWEST_RECEIVED = [{"event.created": "desc"}, {"event.sequence": "desc"}]
+
+
+def _time_order(hit: dict[str, Any]) -> tuple[str, int]:
+    """Printing order: @timestamp, then the input's sequence (ISO stamps sort as text)."""
+    source = hit["_source"]
+    return source.get("@timestamp", ""), source.get("event.sequence", 0)
 
 
 class Tail:
@@ -161,23 +167,35 @@ class Tail:
         )
         self._print(reversed(hits))
 
-    def poll(self) -> int:
-        """Print what was received in the last LOOKBACK_SECONDS and not printed yet."""
+    def poll(self) -> None:
+        """Print what was received in the last LOOKBACK_SECONDS and not printed yet.
+
+        The newest PAGE received, oldest of them first: asking for the oldest PAGE would
+        stick at the start of the window once it holds more than PAGE events. Above
+        PAGE per poll (4,000 lines/s) some are not shown, and stderr says so.
+        """
         now = time.time()
         self.seen = {i: t for i, t in self.seen.items() if now - t < 2 * LOOKBACK_SECONDS}
         body = {
             "query": query(self.filters, f"now-{int(LOOKBACK_SECONDS)}s"),
-            "sort": _SORT_ASC,
+            "sort": _SORT_NEWEST_RECEIVED,
             "size": PAGE,
         }
-        return self._print(iter(self.search(self.index, body)))
+        hits = self.search(self.index, body)
+        if len(hits) == PAGE and hits[-1]["_id"] not in self.seen:
+            print(
+                f"logpipe tail: more than {PAGE} lines in {POLL_SECONDS} s, some not shown; "
+                "a filter (--container, --host, --severity, text) narrows them",
+                file=sys.stderr,
+            )
+        self._print(sorted(hits, key=_time_order))
 
-    def follow(self, stop: Callable[[], bool] = lambda: False) -> None:
-        while not stop():
+    def follow(self) -> None:
+        while True:
             self.poll()
             time.sleep(POLL_SECONDS)
 
-    def _print(self, hits: Iterator[dict[str, Any]]) -> int:
+    def _print(self, hits: Iterable[dict[str, Any]]) -> None:
         printed = 0
         now = time.time()
         for hit in hits:
@@ -193,7 +211,6 @@ class Tail:
             printed += 1
         if printed:
             self.out.flush()
-        return printed
 
 
 def run(settings: Any, filters: Filters, lines: int, follow: bool, as_json: bool) -> int:

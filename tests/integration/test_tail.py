@@ -117,3 +117,26 @@ def test_tail_filters_and_json(logpipe_factory, es: ES) -> None:
     assert tail("--host", "no-such-host") == []
     bad = lp.cli("tail", "-c", str(lp.config_path), "--severity", "loud", check=False)
     assert bad.returncode == 2 and "--severity" in bad.stderr
+
+
+def test_tail_keeps_up_when_the_window_holds_more_than_a_page(logpipe_factory, es: ES) -> None:
+    """More lines in the follow window than one search returns (1,000): the newest keep
+    coming out, rather than the tail sticking at the window's start."""
+    lp = logpipe_factory()
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "logpipe", "tail", "-c", str(lp.config_path), "-n", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines, reader = _lines_of(tail)
+    try:
+        time.sleep(2)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            for n in range(2500):
+                s.sendto(f"<14>Nov 30 10:00:00 pageapp[9]: page line {n}".encode(), lp.socket_path)
+        wait_for_count(es, lp.data_stream, 2500, 60)
+        _wait_line(lines, "page line 2499", 20)
+    finally:
+        tail.terminate()
+        tail.wait(10)
+        reader.join(10)
