@@ -109,13 +109,12 @@ def id_prefix(node: str, input_name: str, start_ns: int) -> str:
 class Stamper:
     """Adds the fields every event of one input carries: times, sequence, id, host, agent."""
 
-    __slots__ = ("_prefix", "constants", "dataset", "sequence")
+    __slots__ = ("_prefix", "constants", "sequence")
 
     def __init__(self, node: str, input_name: str, input_type: str) -> None:
-        self.dataset = f"logpipe.{input_type}"
         self.constants = Constants(
             {
-                EVENT_DATASET: self.dataset,
+                EVENT_DATASET: f"logpipe.{input_type}",
                 HOST_NAME: node,
                 "agent.type": AGENT_TYPE,
                 "agent.name": node,

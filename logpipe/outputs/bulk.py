@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from logpipe.event import CONSTANTS, ID, Constants
+from logpipe.event import CONSTANTS, ID, Constants, expand
 
 # Statuses and error types worth another try: the cluster is busy or unwell, the
 # document is fine. Anything else 4xx (mapping conflicts, bad values) will fail the
@@ -50,16 +50,15 @@ def encode(events: list[dict[str, Any]]) -> list[Doc]:
     docs: list[Doc] = []
     append = docs.append
     for ev in events:
-        constants = ev.pop(CONSTANTS, None)
+        constants = ev.get(CONSTANTS)
         if type(constants) is Constants:
+            del ev[CONSTANTS]
             # orjson needs no default hook for our dicts: every value is str, int or
             # a nested dict/list of those, so an error here is a programming error.
             # A stamped event always has fields of its own (@timestamp, event.created).
             append(Doc(ev.pop(ID), dumps(ev)[:-1] + constants.tail))
-        else:
-            if constants is not None:  # a spooled event: the fields as a plain dict
-                ev.update(constants)
-            append(Doc(ev.pop(ID), dumps(ev)))
+        else:  # none, or a spooled event's (stored as a plain dict): expand() knows
+            append(Doc(ev.pop(ID), dumps(expand(ev))))
     return docs
 
 
