@@ -44,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
         )
         if name in ("run", "worker"):
             cmd.add_argument(
-                "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+                "--log-level",
+                default="info",
+                type=str.lower,
+                choices=["debug", "info", "warning", "error"],
             )
     tail = sub.add_parser(
         "tail", help="follow the fleet's logs from Elasticsearch, like docker logs -f"

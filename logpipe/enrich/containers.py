@@ -9,16 +9,19 @@ Two jobs, both cached so the per-event cost is a dict lookup:
   namespace (run on the host, ``--pid=host`` / ``hostPID``); otherwise the kernel
   reports pid 0 for senders outside its namespace and nothing is attributed.
 - ``ContainerMetadata``: container id -> ECS fields from the Docker API's inspect,
-  cached, fetched once per batch for the ids a batch has not seen before.
+  cached, fetched once per batch for the ids a batch has not seen before. A container
+  already removed is named from its ``create`` event in the daemon's event log.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from typing import Any
 
-from logpipe.enrich.docker_client import DockerAPIError, DockerClient
+from logpipe.enrich.docker_client import DockerAPIError, DockerClient, event_labels
 from logpipe.parsers.cgroup import container_id_from_cgroup
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,9 @@ CONTAINER_RUNTIME = "container.runtime"
 
 PID_TTL_NS = 10 * 1_000_000_000
 NEGATIVE_TTL_S = 30.0
+# How far back a removed container's create event is looked for in the daemon's log.
+EVENTS_LOOKBACK_S = 3600.0
+EVENTS_UNTIL_AHEAD_S = 0.05
 
 
 class PidAttribution:
@@ -102,6 +108,7 @@ class ContainerMetadata:
         self.runtime = runtime
         self._fields: dict[str, dict[str, Any]] = {}
         self._missing: dict[str, float] = {}  # id -> when a lookup failed
+        self._inflight: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
 
     def cached(self, container_id: str) -> dict[str, Any] | None:
         return self._fields.get(container_id)
@@ -122,13 +129,58 @@ class ContainerMetadata:
         failed_at = self._missing.get(container_id)
         if failed_at is not None and time.monotonic() - failed_at < NEGATIVE_TTL_S:
             return None
+        pending = self._inflight.get(container_id)
+        if pending is not None:
+            return await asyncio.shield(pending)  # one lookup per id, however many ask
+        task = asyncio.ensure_future(self._look_up(container_id))
+        self._inflight[container_id] = task
+        task.add_done_callback(lambda _: self._inflight.pop(container_id, None))
+        return await asyncio.shield(task)
+
+    async def _look_up(self, container_id: str) -> dict[str, Any] | None:
         try:
             inspect = await self.client.get_json(f"/containers/{container_id}/json")
         except DockerAPIError as exc:
+            if exc.status != 0:
+                # Removed already (a `--rm` container that wrote and exited): the
+                # daemon's event log still holds its create event, name and labels.
+                inspect = await self._from_create_event(container_id)
+                if inspect is not None:
+                    return self.remember(container_id, inspect)
             log.debug("Container lookup failed. id=%s error=%s", container_id[:12], exc)
             self._missing[container_id] = time.monotonic()
             return None
         return self.remember(container_id, inspect)
+
+    async def _from_create_event(self, container_id: str) -> dict[str, Any] | None:
+        """An inspect-like answer from the container's ``create`` event, if still logged."""
+        now = time.time()
+        params = {
+            "since": f"{now - EVENTS_LOOKBACK_S:.0f}",
+            # podman answers an `until` already past with nothing at all; a moment
+            # ahead, it replays its log and ends (Docker does either).
+            "until": f"{now + EVENTS_UNTIL_AHEAD_S:.9f}",
+            "filters": json.dumps(
+                {"type": ["container"], "container": [container_id], "event": ["create"]}
+            ),
+        }
+        try:
+            events = await self.client.get_json_lines("/events", params)
+        except DockerAPIError as exc:
+            log.debug("Container event lookup failed. id=%s error=%s", container_id[:12], exc)
+            return None
+        for event in events:
+            attributes = (event.get("Actor") or {}).get("Attributes") or {}
+            if attributes.get("name"):
+                return {
+                    "Id": container_id,
+                    "Name": attributes["name"],
+                    "Config": {
+                        "Image": attributes.get("image", ""),
+                        "Labels": event_labels(attributes),
+                    },
+                }
+        return None
 
     async def enrich(self, events: list[dict[str, Any]]) -> None:
         """Fill the metadata of every event that has a container.id but no name yet."""

@@ -36,6 +36,16 @@ def parse_event(line: bytes) -> tuple[str, str, dict[str, str]] | None:
     return str(action), str(cid), dict(actor.get("Attributes") or {})
 
 
+# Attributes of a container event that are not the container's labels: podman adds the
+# first three to every event, Docker adds the exit code to ``die``.
+_NOT_LABELS = frozenset(("name", "image", "containerExitCode", "exitCode", "podId"))
+
+
+def event_labels(attributes: dict[str, str]) -> dict[str, str]:
+    """The container's labels among a container event's actor attributes."""
+    return {k: v for k, v in attributes.items() if k not in _NOT_LABELS}
+
+
 class DockerAPIError(Exception):
     """The API answered with an error status, or could not be reached."""
 
@@ -74,6 +84,29 @@ class DockerClient:
                 return json.loads(body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DockerAPIError(0, f"{self.socket_path}: {type(exc).__name__}: {exc}") from exc
+
+    async def get_json_lines(
+        self, path: str, params: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """A finite newline-delimited JSON answer (``/events`` with ``until``), parsed."""
+        try:
+            async with self._ensure().get(
+                f"{_BASE}{path}", params=params, timeout=aiohttp.ClientTimeout(total=15)
+            ) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise DockerAPIError(resp.status, body.decode("utf-8", "replace")[:300])
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DockerAPIError(0, f"{self.socket_path}: {type(exc).__name__}: {exc}") from exc
+        found = []
+        for line in body.splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict):
+                found.append(item)
+        return found
 
     async def stream(
         self, path: str, params: dict[str, str] | None = None, method: str = "GET"

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 from logpipe import checkpoints, metrics
 from logpipe.config import DockerSettings
 from logpipe.enrich.containers import CONTAINER_ID, ContainerMetadata
-from logpipe.enrich.docker_client import DockerAPIError, parse_event
+from logpipe.enrich.docker_client import DockerAPIError, event_labels, parse_event
 from logpipe.event import EVENT_OVERHEAD_BYTES, TAGS, Stamper
 from logpipe.parsers.docker import (
     FrameError,
@@ -193,11 +193,11 @@ class DockerInput:
             return
         action, cid, attributes = parsed
         if action == "create":
-            labels = {k: v for k, v in attributes.items() if k not in ("image", "name")}
+            labels = event_labels(attributes)
             self._known.setdefault(cid, "created")
             self._guard(cid, attributes.get("name", ""), labels)
         elif action == "start":
-            labels = {k: v for k, v in attributes.items() if k not in ("image", "name")}
+            labels = event_labels(attributes)
             self._known[cid] = "running"
             self._follow(cid, attributes.get("name", ""), labels)
         elif action == "destroy" or action == "remove":

@@ -308,7 +308,6 @@ class DockerFilesInput:
         fields = container_from_path(path)
         fields.update(docker_config_fields(path))
         tail = self._tails[path] = _Tail(path, fh, st, offset, fields)
-        log.debug("DBG opened %s size=%d", path, st.st_size)
         if self.metadata is not None and CONTAINER_ID in fields and CONTAINER_NAME not in fields:
             # Ask now, while the container exists: a `--rm` one may be gone by the
             # time its lines are shipped, and with it the name.
@@ -319,7 +318,6 @@ class DockerFilesInput:
     async def _prefetch(self, tail: _Tail) -> None:
         assert self.metadata is not None
         found = await self.metadata.fetch(tail.fields[CONTAINER_ID])
-        log.debug("DBG prefetch %s %s", tail.path, found and found.get("container.name"))
         for key, value in (found or {}).items():
             tail.fields.setdefault(key, value)
 

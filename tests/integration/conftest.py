@@ -65,7 +65,10 @@ def wait_for_count(
         if count >= expected:
             return count
         time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s: {count} of {expected} documents in {index}")
+    where = f"matching {query}, {es.count(index)} in all" if query else "in all"
+    raise AssertionError(
+        f"timed out after {timeout}s: {count} of {expected} documents in {index} ({where})"
+    )
 
 
 def assert_numbered_lines(es: ES, index: str, query: dict[str, Any], count: int) -> None:

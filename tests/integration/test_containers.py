@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
 
 import pytest
 
+from logpipe.enrich.containers import ContainerMetadata
+from logpipe.enrich.docker_client import DockerClient
 from tests.containers.podman import IMAGE, RM_LINES, Podman, run_rm_burst
 from tests.integration.conftest import ES, assert_numbered_lines, wait_for, wait_for_count
 
@@ -171,6 +174,39 @@ def test_devlog_line_from_a_container_carries_its_id_and_name(
     assert src["container.image.name"] == IMAGE
     assert src["container.runtime"] == "podman"
     assert src["process.name"] == "webapp"
+
+
+def test_a_removed_container_is_still_named_from_its_create_event(podman: Podman, tmp_path) -> None:
+    # A `--rm` container can write, exit and be removed before its lines are shipped;
+    # inspect then answers "no such container", and its name comes from the event log.
+    cidfile = tmp_path / "cid"
+    podman.run(
+        "--rm", "--cidfile", str(cidfile), "--name", "gone-already", "--label", "team=payments",
+        IMAGE, "true", detach=False,
+    )  # fmt: skip
+    cid = cidfile.read_text().strip()
+    assert podman.cli("inspect", cid, check=False).returncode != 0  # removed
+
+    async def look_up() -> tuple[dict | None, dict | None]:
+        metadata = ContainerMetadata(DockerClient(podman.socket_path), "podman")
+        try:
+            both = await asyncio.gather(metadata.fetch(cid), metadata.fetch(cid))
+            return both[0], metadata.cached(cid)
+        finally:
+            await metadata.client.close()
+
+    fields, cached = asyncio.run(look_up())
+    assert (
+        fields
+        == cached
+        == {
+            "container.id": cid,
+            "container.name": "gone-already",
+            "container.image.name": IMAGE,
+            "container.labels": {"logpipe.test": "1", "team": "payments"},
+            "container.runtime": "podman",
+        }
+    )
 
 
 def test_per_container_socket_is_that_containers_and_goes_with_it(
