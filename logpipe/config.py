@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 import socket
+import time
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
@@ -39,9 +40,9 @@ _SIZE_UNITS = {
     "mib": 1024**2,
     "gib": 1024**3,
 }
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
 
 def _setting(default: Any, kind: str, help: str, **extra: Any) -> Any:
@@ -247,6 +248,21 @@ class ElasticsearchSettings:
     )
     data_stream: str = _setting("logs-logpipe-default", "stream", "Where events go.")
     dlq_data_stream: str = _setting("logs-logpipe.dlq-default", "stream", "Where rejects go.")
+    index: str = _setting(
+        "",
+        "daily_index",
+        "Classic indices instead of data streams, named from each event's @timestamp "
+        '(UTC) by strftime date codes, e.g. "logpipe-%Y.%m.%d"; empty: data streams.',
+    )
+    dlq_index: str = _setting(
+        "logpipe.dlq-%Y.%m.%d", "daily_index", "index mode: where rejects go."
+    )
+    retention: float = _setting(
+        0.0,
+        "retention",
+        "Delete data older than this (an ILM delete phase; clusters without ILM are told "
+        "so by setup). 0: keep everything.",
+    )
     repair_conflicts: bool = _setting(
         False, "bool", "Re-send a mapping conflict with the value under logpipe.conflicts."
     )
@@ -410,6 +426,15 @@ def _check_relations(s: Settings) -> None:
             _check_forward(s.file, inp, listeners)
     if s.elasticsearch.data_stream == s.elasticsearch.dlq_data_stream:
         raise ConfigError(s.file, "elasticsearch.dlq_data_stream", "must differ from data_stream")
+    main, dlq = index_prefix(s.elasticsearch.index), index_prefix(s.elasticsearch.dlq_index)
+    if s.elasticsearch.index and (main.startswith(dlq) or dlq.startswith(main)):
+        # One would match the other's pattern ("logpipe-*"): searches of the events
+        # would show the dead letters, and the two templates would overlap.
+        raise ConfigError(
+            s.file,
+            "elasticsearch.dlq_index",
+            f"its fixed part {dlq!r} and index's {main!r} must not start one another",
+        )
 
 
 def _check_syslog(file: str, inp: SyslogSettings, listeners: dict[str, str]) -> None:
@@ -534,13 +559,20 @@ def parse_duration(value: Any, meta: dict[str, Any] | None = None) -> float:
     if isinstance(value, str):
         m = _DURATION_RE.match(value)
         if not m:
-            raise ValueError(f"bad duration {value!r}; use a number with ms, s, m or h")
+            raise ValueError(f"bad duration {value!r}; use a number with ms, s, m, h or d")
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     else:
         seconds = float(value)
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")
     return seconds
+
+
+def _to_retention(value: Any, meta: dict[str, Any]) -> float:
+    """A duration, or 0 (also "0" or ""): keep everything."""
+    if value in (0, "0", ""):
+        return 0.0
+    return parse_duration(value, meta)
 
 
 def parse_address(value: Any, meta: dict[str, Any] | None = None) -> str:
@@ -658,6 +690,43 @@ def _to_stream(value: Any, meta: dict[str, Any]) -> str:
     return value
 
 
+# strftime codes that depend on the date alone: an event's index follows its day.
+_DATE_CODES = frozenset("YymdjGVUW%")
+_INDEX_BAD_CHARS = frozenset('\\/*?"<>| ,#:')
+
+
+def index_prefix(index: str) -> str:
+    """The part of a daily index name before its first date code ("logpipe-")."""
+    return index.split("%", 1)[0]
+
+
+def _to_daily_index(value: Any, meta: dict[str, Any]) -> str:
+    _want(value, str, "an index name with strftime date codes")
+    if not value:
+        return value
+    codes = re.findall(r"%(.?)", value)
+    bad = [c for c in codes if c not in _DATE_CODES]
+    if bad:
+        raise ValueError(
+            f"bad index name {value!r}: %{bad[0]} is not a date code "
+            "(use %Y %m %d %j %V and the like: an index is chosen by the event's day)"
+        )
+    sample = time.strftime(value, time.gmtime(0))
+    prefix = index_prefix(value)
+    if (
+        not prefix
+        or sample != sample.lower()
+        or any(c in _INDEX_BAD_CHARS for c in sample)
+        or sample[0] in "-_+."
+        or len(sample.encode()) > 255
+    ):
+        raise ValueError(
+            f'bad index name {value!r}: lower case, no spaces or any of \\/*?"<>|,#:, '
+            "not starting with '-', '_', '+' or '.', and with a fixed part before the first %"
+        )
+    return value
+
+
 _CONVERTERS = {
     "str": _to_str,
     "listen": _to_listen,
@@ -673,6 +742,8 @@ _CONVERTERS = {
     "addresses": _to_addresses,
     "timezone": _to_timezone,
     "stream": _to_stream,
+    "daily_index": _to_daily_index,
+    "retention": _to_retention,
     "strs": _to_strs,
     "multiline": _to_multiline,
     "regex": _to_regex,

@@ -254,12 +254,18 @@ def _dashboard() -> dict[str, Any]:
     )
 
 
-def saved_objects() -> list[dict[str, Any]]:
-    """Every object, data views first (Kibana resolves references in file order)."""
+def saved_objects(
+    logs_pattern: str = LOGS_PATTERN, dlq_pattern: str = DLQ_PATTERN
+) -> list[dict[str, Any]]:
+    """Every object, data views first (Kibana resolves references in file order).
+
+    The patterns default to the data streams'; daily indices (``elasticsearch.index``)
+    want theirs, e.g. ``logpipe-*`` and ``logpipe.dlq-*``.
+    """
     levels = " or ".join(ERROR_LEVELS)
     return [
-        _data_view(LOGS_VIEW, "logpipe logs", LOGS_PATTERN),
-        _data_view(DLQ_VIEW, "logpipe dead letters", DLQ_PATTERN),
+        _data_view(LOGS_VIEW, "logpipe logs", logs_pattern),
+        _data_view(DLQ_VIEW, "logpipe dead letters", dlq_pattern),
         _search(
             "logpipe-all-logs",
             "logpipe: all logs",
@@ -348,5 +354,22 @@ def kql_fields(kql: str) -> list[str]:
     return [part.rsplit(None, 1)[-1].lstrip("(") for part in kql.split(" : ")[:-1]]
 
 
+def main(argv: list[str]) -> None:
+    """``python -m logpipe.kibana [-c CONFIG]``: the objects, with the data views'
+    patterns taken from CONFIG's destinations when one is given."""
+    patterns: tuple[str, ...] = ()
+    if argv[:1] == ["-c"] and len(argv) == 2:
+        from logpipe.config import load
+        from logpipe.outputs.elasticsearch import destinations, search_target
+
+        es = load(argv[1]).elasticsearch
+        patterns = tuple(
+            search_target(d) if "%" in d else d.rsplit("-", 1)[0] + "-*" for d in destinations(es)
+        )
+    elif argv:
+        sys.exit("usage: python -m logpipe.kibana [-c CONFIG]")
+    sys.stdout.buffer.write(ndjson(saved_objects(*patterns)))
+
+
 if __name__ == "__main__":
-    sys.stdout.buffer.write(ndjson(saved_objects()))
+    main(sys.argv[1:])

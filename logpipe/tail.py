@@ -4,9 +4,13 @@
 The last ``--lines`` events that match, oldest first, then (with ``--follow``, the
 default) every new one as it becomes searchable. Following goes by ``event.created``
 (when logpipe received an event), not ``@timestamp``: a line that arrives late with an
-old time of its own is still shown. Each poll asks again for what was received in the
-last ``LOOKBACK_SECONDS`` and prints the ids not printed yet, because a document becomes
-searchable up to a refresh (1 s) and a flush after its ``event.created``.
+old time of its own is still shown. Each poll asks again for what was received since
+``LOOKBACK_SECONDS`` before the newest ``event.created`` printed so far (before the
+tail began, until something is printed; never later than that long before now), and
+prints the ids not printed yet: a document becomes searchable a flush and a refresh
+after its ``event.created``, and while Elasticsearch was away, minutes after. (A node
+whose own shipping lags the rest of the fleet by more than the lookback is not waited
+for.)
 
 The query and the line format are pure functions (:func:`query`, :func:`format_line`);
 the loop around them is the only I/O.
@@ -24,10 +28,12 @@ from typing import Any, TextIO
 import orjson
 
 from logpipe.parsers.syslog import SEVERITY_NAMES
+from logpipe.timefmt import NS_PER_SECOND, iso_ns, iso_to_ns
 
 POLL_SECONDS = 0.25
 LOOKBACK_SECONDS = 30.0
 PAGE = 1000
+AWAY_RETRY_SECONDS = 1.0
 # What application loggers write into log.level (JSON lines), by syslog rank.
 _LEVEL_ALIASES: dict[str, tuple[str, ...]] = {
     "emerg": ("emergency", "fatal"),
@@ -150,13 +156,17 @@ class Tail:
         filters: Filters,
         out: TextIO,
         as_json: bool = False,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.search = search
+        self.clock = clock
         self.index = index
         self.filters = filters
         self.out = out
         self.as_json = as_json
-        self.seen: dict[str, float] = {}  # id -> when printed, forgotten after the lookback
+        # id -> its event.created, forgotten once the window has passed it
+        self.seen: dict[str, str] = {}
+        self.window_start = iso_ns(clock() - int(LOOKBACK_SECONDS * NS_PER_SECOND))
 
     def backlog(self, lines: int) -> None:
         """The last ``lines`` matching events, oldest first."""
@@ -174,10 +184,10 @@ class Tail:
         stick at the start of the window once it holds more than PAGE events. Above
         PAGE per poll (4,000 lines/s) some are not shown, and stderr says so.
         """
-        now = time.time()
-        self.seen = {i: t for i, t in self.seen.items() if now - t < 2 * LOOKBACK_SECONDS}
+        start = self.window_start
+        self.seen = {i: c for i, c in self.seen.items() if c >= start}
         body = {
-            "query": query(self.filters, f"now-{int(LOOKBACK_SECONDS)}s"),
+            "query": query(self.filters, start),
             "sort": _SORT_NEWEST_RECEIVED,
             "size": PAGE,
         }
@@ -189,19 +199,48 @@ class Tail:
                 file=sys.stderr,
             )
         self._print(sorted(hits, key=_time_order))
+        self._advance(hits)
 
-    def follow(self) -> None:
+    def _advance(self, hits: list[dict[str, Any]]) -> None:
+        """Move the window's start to the lookback before the newest event received,
+        or before now if that is earlier (ISO stamps in one format sort as text)."""
+        created = [h["_source"].get("event.created") for h in hits]
+        newest = max((c for c in created if isinstance(c, str)), default="")
+        before_now = iso_ns(self.clock() - int(LOOKBACK_SECONDS * NS_PER_SECOND))
+        if not newest:
+            return
+        try:
+            newest_ns = iso_to_ns(newest)
+        except ValueError:
+            return
+        start = min(before_now, iso_ns(newest_ns - int(LOOKBACK_SECONDS * NS_PER_SECOND)))
+        self.window_start = max(self.window_start, start)  # never back
+
+    def follow(self, transient: tuple[type[BaseException], ...] = ()) -> None:
+        """Poll forever; ``transient`` errors (Elasticsearch away) are waited out, said
+        once on stderr, and what was received meanwhile is shown when it is back."""
+        away = False
         while True:
-            self.poll()
+            try:
+                self.poll()
+            except transient as exc:
+                if not away:
+                    print(f"logpipe tail: Elasticsearch: {exc}; retrying", file=sys.stderr)
+                away = True
+                time.sleep(AWAY_RETRY_SECONDS)
+                continue
+            if away:
+                print("logpipe tail: Elasticsearch is back", file=sys.stderr)
+                away = False
             time.sleep(POLL_SECONDS)
 
     def _print(self, hits: Iterable[dict[str, Any]]) -> None:
         printed = 0
-        now = time.time()
         for hit in hits:
             if hit["_id"] in self.seen:
                 continue
-            self.seen[hit["_id"]] = now
+            created = hit["_source"].get("event.created")
+            self.seen[hit["_id"]] = created if isinstance(created, str) else self.window_start
             source = hit["_source"]
             if self.as_json:
                 line = orjson.dumps({"_id": hit["_id"], **source}).decode()
@@ -215,21 +254,24 @@ class Tail:
 
 def run(settings: Any, filters: Filters, lines: int, follow: bool, as_json: bool) -> int:
     """The command: 0, or 1 with one line when Elasticsearch cannot be asked."""
-    from elasticsearch import ApiError, TransportError
+    from elasticsearch import ApiError, ConnectionTimeout, TransportError
+    from elasticsearch import ConnectionError as Unreachable
 
+    from logpipe.outputs.elasticsearch import destinations, search_target
     from logpipe.outputs.es_setup import client
 
     es = client(settings)
+    events_at = search_target(destinations(settings.elasticsearch)[0])
 
     def search(index: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         answer = es.search(index=index, ignore_unavailable=True, **body)
         return list(answer["hits"]["hits"])
 
-    tail = Tail(search, settings.elasticsearch.data_stream, filters, sys.stdout, as_json)
+    tail = Tail(search, events_at, filters, sys.stdout, as_json)
     try:
         tail.backlog(lines)
         if follow:
-            tail.follow()
+            tail.follow(transient=(Unreachable, ConnectionTimeout))
     except (ApiError, TransportError) as exc:
         print(f"logpipe tail: Elasticsearch: {exc}", file=sys.stderr)
         return 1

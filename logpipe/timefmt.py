@@ -8,6 +8,7 @@ current second and only appends the nine fraction digits.
 
 from __future__ import annotations
 
+import calendar
 import time
 
 NS_PER_SECOND = 1_000_000_000
@@ -43,3 +44,14 @@ def iso_ns(ns: int) -> str:
     _last_ns = ns
     _last_text = f"{prefix}{fraction:09d}Z"
     return _last_text
+
+
+def iso_to_ns(text: str) -> int:
+    """``YYYY-MM-DDTHH:MM:SS[.fraction]Z`` (as :func:`iso_ns` writes it) -> nanoseconds."""
+    if not text.endswith("Z") or len(text) < 20 or text[10] != "T":
+        raise ValueError(f"not a UTC RFC 3339 time: {text!r}")
+    seconds = calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+    fraction = text[19:-1]
+    if fraction and (fraction[0] != "." or not fraction[1:].isdigit() or len(fraction) > 10):
+        raise ValueError(f"not a UTC RFC 3339 time: {text!r}")
+    return seconds * NS_PER_SECOND + int(fraction[1:].ljust(9, "0") if fraction else 0)

@@ -11,6 +11,7 @@ and a dead letter can quote the original document verbatim.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,20 +33,55 @@ RETRY_ERROR_TYPES = frozenset(
 
 TAG_CONFLICT = "_mapping_conflict"
 _ACTION_HEAD = b'{"create":{"_id":"'
+_ACTION_HEAD_INDEX = b'{"create":{"_index":"'
+_ACTION_ID = b'","_id":"'
 _ACTION_TAIL = b'"}}\n'
 
 
 @dataclass(slots=True)
 class Doc:
-    """One encoded event: its id and its ``_source`` bytes."""
+    """One encoded event: its id, its ``_source`` bytes, and its index in index mode
+    ("" when the request's path names the data stream)."""
 
     id: str
     source: bytes
+    index: str = ""
 
 
-def encode(events: list[dict[str, Any]]) -> list[Doc]:
+class DailyIndex:
+    """Index names from a strftime pattern and each event's day (``logpipe-%Y.%m.%d``).
+
+    The day is the event's own (``@timestamp``, UTC), not the day it is sent: a retry
+    after midnight goes to the same index, where its id answers 409.
+    """
+
+    __slots__ = ("_names", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._names: dict[str, str] = {}  # "YYYY-MM-DD" -> index name
+
+    def name_for(self, timestamp: Any) -> str:
+        day = timestamp[:10] if type(timestamp) is str else ""
+        name = self._names.get(day)
+        if name is None:
+            try:
+                parsed = time.strptime(day, "%Y-%m-%d")
+            except ValueError:
+                # Not our ISO form (a JSON line's own "@timestamp"?): the day it is
+                # sent, as Elasticsearch itself would have no better answer.
+                return time.strftime(self.pattern, time.gmtime())
+            name = time.strftime(self.pattern, parsed)
+            if len(self._names) >= 4096:
+                self._names.clear()  # bounded: events from all over the calendar
+            self._names[day] = name
+        return name
+
+
+def encode(events: list[dict[str, Any]], daily: DailyIndex | None = None) -> list[Doc]:
     """Encode events once. Pops ``_id`` off each event (it must not reach ``_source``)
-    and the ``_constants`` reference, whose JSON is spliced in after the event's own."""
+    and the ``_constants`` reference, whose JSON is spliced in after the event's own.
+    With ``daily``, each doc names its index, from its ``@timestamp``."""
     dumps = orjson.dumps
     docs: list[Doc] = []
     append = docs.append
@@ -59,6 +95,8 @@ def encode(events: list[dict[str, Any]]) -> list[Doc]:
             append(Doc(ev.pop(ID), dumps(ev)[:-1] + constants.tail))
         else:  # none, or a spooled event's (stored as a plain dict): expand() knows
             append(Doc(ev.pop(ID), dumps(expand(ev))))
+        if daily is not None:
+            docs[-1].index = daily.name_for(ev.get("@timestamp"))
     return docs
 
 
@@ -67,7 +105,12 @@ def body(docs: list[Doc]) -> bytes:
     parts: list[bytes] = []
     append = parts.append
     for doc in docs:
-        append(_ACTION_HEAD)
+        if doc.index:
+            append(_ACTION_HEAD_INDEX)
+            append(doc.index.encode())
+            append(_ACTION_ID)
+        else:
+            append(_ACTION_HEAD)
         append(doc.id.encode())
         append(_ACTION_TAIL)
         append(doc.source)
@@ -167,7 +210,7 @@ def dead_letter(
         "event.original": original.decode("utf-8", "replace"),
         "error.type": rejection.error_type,
         "error.message": rejection.reason,
-        "logpipe.dlq.data_stream": data_stream,
+        "logpipe.dlq.data_stream": rejection.doc.index or data_stream,
         "logpipe.dlq.status": rejection.status,
         "logpipe.dlq.id": rejection.doc.id,
         ID: rejection.doc.id,
@@ -240,4 +283,4 @@ def repair_conflict(rejection: Rejection) -> Doc | None:
     )
     tags = source.get("tags")
     source["tags"] = [*tags, TAG_CONFLICT] if isinstance(tags, list) else [TAG_CONFLICT]
-    return Doc(rejection.doc.id, orjson.dumps(source))
+    return Doc(rejection.doc.id, orjson.dumps(source), rejection.doc.index)

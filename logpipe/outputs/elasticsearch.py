@@ -24,7 +24,7 @@ import aiohttp
 import orjson
 
 from logpipe import metrics
-from logpipe.config import ElasticsearchSettings
+from logpipe.config import ElasticsearchSettings, index_prefix
 from logpipe.errors import BulkRequestError, OutputError, TransportError
 from logpipe.event import AGENT_TYPE, ID
 from logpipe.outputs import bulk
@@ -48,9 +48,23 @@ TEMPLATE_RECHECK_SECONDS = 10.0
 HEALTH_INTERVAL_SECONDS = 5.0
 
 
-def template_name(data_stream: str) -> str:
-    """The index template that `logpipe setup` installs for a data stream."""
-    return f"logpipe-{data_stream}"
+def destinations(settings: ElasticsearchSettings) -> tuple[str, str]:
+    """Where events and dead letters go: two data streams, or two daily index names."""
+    if settings.index:
+        return settings.index, settings.dlq_index
+    return settings.data_stream, settings.dlq_data_stream
+
+
+def search_target(destination: str) -> str:
+    """What to search for a destination: the data stream, or all its daily indices."""
+    return f"{index_prefix(destination)}*" if "%" in destination else destination
+
+
+def template_name(destination: str) -> str:
+    """The index template that `logpipe setup` installs for a data stream or daily index."""
+    if "%" in destination:
+        destination = index_prefix(destination).rstrip("-._")
+    return f"logpipe-{destination}"
 
 
 def auth_headers(settings: ElasticsearchSettings) -> dict[str, str]:
@@ -80,6 +94,10 @@ class ElasticsearchOutput:
         self.queue = queue
         self.dead_letter_file = dead_letter_file
         self._dlq_constant = {"host.name": node, "agent.type": AGENT_TYPE, "agent.name": node}
+        self._main, self._dlq = destinations(settings)
+        # Index mode: each document names its index; the request path names none.
+        self._daily = bulk.DailyIndex(settings.index) if settings.index else None
+        self._dlq_daily = bulk.DailyIndex(settings.dlq_index) if settings.index else None
         self._host_index = 0
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -156,10 +174,10 @@ class ElasticsearchOutput:
                     end = start + ENCODE_SLICE
                     # encode() pops each _id and the constants: the docs keep them for
                     # undelivered(), and the events encoded are let go of slice by slice.
-                    docs += bulk.encode(events[start:end])
+                    docs += bulk.encode(events[start:end], self._daily)
                     events[start:end] = [None] * (len(docs) - start)
                 del events
-                await self._deliver(s.data_stream, docs)
+                await self._deliver(self._main, docs)
                 self.queue.done(token)
                 del self._unfinished[number]
             except Exception:
@@ -174,19 +192,19 @@ class ElasticsearchOutput:
             finally:
                 self._in_flight -= 1
 
-    async def _deliver(self, data_stream: str, docs: list[bulk.Doc]) -> None:
+    async def _deliver(self, destination: str, docs: list[bulk.Doc]) -> None:
         """Send until every doc is delivered or rejected; dead-letter the rejects."""
         attempt = 0
         pending = docs
         repairs: dict[str, int] = {}  # id -> conflicts repaired in it so far
         while pending:
             try:
-                answer = await self._post_bulk(data_stream, bulk.body(pending))
+                answer = await self._post_bulk(destination, bulk.body(pending))
             except BulkRequestError as exc:
                 if exc.status == 413:
                     # Too large for the cluster's http.max_content_length: halve the
                     # batch; a single document that is still too large is refused.
-                    await self._deliver_too_large(data_stream, pending, exc)
+                    await self._deliver_too_large(destination, pending, exc)
                     return
                 attempt += 1
                 # 401/403/404 will not heal by themselves, but an operator can fix
@@ -211,7 +229,7 @@ class ElasticsearchOutput:
             if rejected and self.settings.repair_conflicts:
                 rejected, repaired = self._repair(rejected, repairs)
             if rejected:
-                await self._dead_letter(data_stream, rejected)
+                await self._dead_letter(destination, rejected)
             pending = outcome.retry + repaired
             if pending:
                 attempt += 1
@@ -237,26 +255,27 @@ class ElasticsearchOutput:
         return still, repaired
 
     async def _deliver_too_large(
-        self, data_stream: str, docs: list[bulk.Doc], exc: BulkRequestError
+        self, destination: str, docs: list[bulk.Doc], exc: BulkRequestError
     ) -> None:
         if len(docs) > 1:
             metrics.BULK_SPLITS.labels(output=OUTPUT).inc()
             log.warning("Request too large for the cluster; splitting it. events=%d", len(docs))
             half = len(docs) // 2
-            await self._deliver(data_stream, docs[:half])
-            await self._deliver(data_stream, docs[half:])
+            await self._deliver(destination, docs[:half])
+            await self._deliver(destination, docs[half:])
             return
         reason = f"the document alone is larger than the cluster accepts: {exc}"
         await self._dead_letter(
-            data_stream, [bulk.Rejection(docs[0], 413, "request_entity_too_large", reason)]
+            destination, [bulk.Rejection(docs[0], 413, "request_entity_too_large", reason)]
         )
 
-    async def _post_bulk(self, data_stream: str, body: bytes) -> bytes:
+    async def _post_bulk(self, destination: str, body: bytes) -> bytes:
         """POST one _bulk body to the current host; fail over to the next on transport errors."""
         assert self._session is not None
         hosts = self.settings.hosts
         host = hosts[self._host_index % len(hosts)]
-        url = f"{host}/{data_stream}/_bulk?filter_path={BULK_FILTER_PATH}"
+        path = "" if self._daily is not None else f"/{destination}"
+        url = f"{host}{path}/_bulk?filter_path={BULK_FILTER_PATH}"
         started = time.perf_counter()
         try:
             async with self._session.post(
@@ -306,7 +325,7 @@ class ElasticsearchOutput:
 
     # -- dead letters --------------------------------------------------------------
 
-    async def _dead_letter(self, data_stream: str, rejected: list[bulk.Rejection]) -> None:
+    async def _dead_letter(self, destination: str, rejected: list[bulk.Rejection]) -> None:
         created = iso_ns(time.time_ns())
         by_reason: dict[str, int] = {}
         for r in rejected:
@@ -318,17 +337,17 @@ class ElasticsearchOutput:
             len(rejected),
             by_reason,
         )
-        if data_stream == self.settings.dlq_data_stream:
+        if destination == self._dlq:
             # The dead-letter stream itself refused them: keep them on disk.
-            self._write_dead_letter_file([(r, data_stream) for r in rejected])
+            self._write_dead_letter_file([(r, destination) for r in rejected])
             return
-        letters = [bulk.dead_letter(r, data_stream, self._dlq_constant, created) for r in rejected]
-        docs = bulk.encode(letters)
-        sent = await self._deliver_dead_letters(docs, rejected, data_stream)
+        letters = [bulk.dead_letter(r, destination, self._dlq_constant, created) for r in rejected]
+        docs = bulk.encode(letters, self._dlq_daily)
+        sent = await self._deliver_dead_letters(docs, rejected, destination)
         metrics.DEAD_LETTERED.labels(output=OUTPUT, destination="data_stream").inc(sent)
 
     async def _deliver_dead_letters(
-        self, docs: list[bulk.Doc], rejected: list[bulk.Rejection], data_stream: str
+        self, docs: list[bulk.Doc], rejected: list[bulk.Rejection], destination: str
     ) -> int:
         """Index dead letters; those the DLQ stream refuses too go to the local file."""
         attempt = 0
@@ -337,7 +356,7 @@ class ElasticsearchOutput:
         originals = {r.doc.id: r for r in rejected}
         while pending:
             try:
-                answer = await self._post_bulk(self.settings.dlq_data_stream, bulk.body(pending))
+                answer = await self._post_bulk(self._dlq, bulk.body(pending))
             except OutputError as exc:
                 attempt += 1
                 self._log_retry(exc, len(pending), attempt)
@@ -347,7 +366,7 @@ class ElasticsearchOutput:
             delivered += outcome.delivered
             if outcome.rejected:
                 self._write_dead_letter_file(
-                    [(originals[r.doc.id], data_stream) for r in outcome.rejected]
+                    [(originals[r.doc.id], destination) for r in outcome.rejected]
                 )
             pending = outcome.retry
             if pending:
@@ -385,7 +404,7 @@ class ElasticsearchOutput:
     async def _watch_cluster(self) -> None:
         """Check the index template until it is there, then keep an eye on reachability."""
         warned = False
-        name = template_name(self.settings.data_stream)
+        name = template_name(self._main)
         while True:
             status = await self._get_status(f"/_index_template/{name}")
             if status == 200 and not self.template_ok.is_set():

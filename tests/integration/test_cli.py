@@ -99,9 +99,18 @@ def test_setup_is_idempotent_and_run_waits_for_the_template(logpipe_factory, es:
     assert "nothing to change" in second.stdout
 
     wait_for(lambda: lp.get("/readyz")[0] == 200, 20, "ready once the template exists")
-    status, body = es.request("GET", f"/_index_template/logpipe-{lp.data_stream}")
-    mapping = body["index_templates"][0]["index_template"]["template"]["mappings"]
+    name = f"logpipe-{lp.data_stream}"
+    status, body = es.request("GET", f"/_index_template/{name}")
+    template = body["index_templates"][0]["index_template"]
+    assert template["composed_of"] == [f"{name}@settings", f"{name}@mappings"]
+    status, body = es.request("GET", f"/_component_template/{name}@mappings")
+    mapping = body["component_templates"][0]["component_template"]["template"]["mappings"]
     assert mapping["properties"]["@timestamp"]["type"] == "date_nanos"
+    # What an index of the stream gets: the two parts composed.
+    status, body = es.request("POST", f"/_index_template/_simulate_index/{lp.data_stream}")
+    assert status == 200, body
+    assert body["template"]["mappings"]["properties"]["message"]["type"] == "text"
+    assert body["template"]["settings"]["index"]["codec"] == "best_compression"
 
 
 def test_setup_without_elasticsearch_fails_clearly(tmp_path):

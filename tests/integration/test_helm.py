@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,8 @@ def test_chart_options_attribution_secret_aggregator_podmonitor(helm: Path, tmp_
         "elasticsearch.existingSecret=es-creds",
         "aggregator.enabled=true",
         "podMonitor.enabled=true",
+        "elasticsearch.index=logpipe-%Y.%m.%d",
+        "elasticsearch.retention=30d",
     )
     assert {d["kind"] for d in docs} == {
         "ConfigMap", "DaemonSet", "Deployment", "Service", "PodMonitor",
@@ -147,5 +150,8 @@ def test_chart_options_attribution_secret_aggregator_podmonitor(helm: Path, tmp_
         text=True,
     )
     assert check.returncode == 0, check.stderr
+    for config in (data["aggregator.toml"], data["logpipe.toml"]):
+        es = tomllib.loads(config)["elasticsearch"]
+        assert (es["index"], es["retention"]) == ("logpipe-%Y.%m.%d", "30d")
     assert _one(docs, "Service")["spec"]["ports"][0]["port"] == 24224
     assert _one(docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "admin"

@@ -32,8 +32,8 @@ def test_pip_install_gives_a_working_logpipe(tmp_path: Path) -> None:
     assert "site-packages/logpipe/data/logpipe.toml: ok" in check.stdout
     templates = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "from logpipe.outputs.es_setup import load_template as t;"
-         "print(t('index-template.json', 'logs-x', False)['template']['mappings']"
+         "from logpipe.outputs.es_setup import packaged_template as t;"
+         "print(t('index-template.json')['template']['mappings']"
          "['properties']['@timestamp']['type'])"],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from logpipe.tail import LOOKBACK_SECONDS
 from tests.containers.podman import IMAGE, Podman
 from tests.integration.conftest import ES, wait_for_count
 
@@ -140,3 +141,46 @@ def test_tail_keeps_up_when_the_window_holds_more_than_a_page(logpipe_factory, e
         tail.terminate()
         tail.wait(10)
         reader.join(10)
+
+
+def test_tail_shows_what_was_received_while_elasticsearch_was_away(logpipe_factory, es: ES) -> None:
+    """Frozen longer than the follow lookback (30 s): the lines received meanwhile are
+    indexed late, with an old event.created, and the tail still shows each once."""
+    lp = logpipe_factory(elasticsearch={"timeout": "3s", "retry_max_backoff": "1s"})
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "logpipe", "tail", "-c", str(lp.config_path), "-n", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines, reader = _lines_of(tail)
+    shown: list[str] = []
+    try:
+        time.sleep(2)
+        es.node.pause()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                for n in range(20):
+                    s.sendto(f"<14>Nov 30 10:00:00 away[9]: away line {n}".encode(), lp.socket_path)
+            time.sleep(LOOKBACK_SECONDS + 5)
+        finally:
+            es.node.resume()
+        deadline = time.monotonic() + 30
+        while len(shown) < 20 and time.monotonic() < deadline:
+            try:
+                shown.append(lines.get(timeout=1)[1])
+            except queue.Empty:
+                pass
+        time.sleep(2)  # nothing twice
+        while not lines.empty():
+            shown.append(lines.get()[1])
+    finally:
+        tail.terminate()
+        tail.wait(10)
+        reader.join(10)
+    numbers = sorted(int(line.rsplit(" ", 1)[1]) for line in shown if "away line" in line)
+    assert numbers == list(range(20)), shown
+    assert tail.stderr is not None
+    with tail.stderr:
+        said = tail.stderr.read()
+    assert "retrying" in said and "Elasticsearch is back" in said, said

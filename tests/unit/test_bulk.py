@@ -109,3 +109,36 @@ def test_a_mapping_conflict_is_repaired_into_logpipe_conflicts() -> None:
     assert bulk.repair_conflict(other) is None
     missing = bulk.Rejection(doc, 400, "document_parsing_exception", "failed to parse field [y]")
     assert bulk.repair_conflict(missing) is None
+
+
+def test_daily_index_follows_each_events_own_day() -> None:
+    daily = bulk.DailyIndex("logs-app-%Y.%m.%d")
+    events = [
+        {"_id": "a", "@timestamp": "2026-11-28T23:59:59.999999999Z", "message": "late"},
+        {"_id": "b", "@timestamp": "2026-11-29T00:00:00.000000001Z", "message": "early"},
+    ]
+    docs = bulk.encode(events, daily)
+    assert [d.index for d in docs] == ["logs-app-2026.11.28", "logs-app-2026.11.29"]
+    lines = bulk.body(docs).split(b"\n")
+    assert orjson.loads(lines[0]) == {"create": {"_index": "logs-app-2026.11.28", "_id": "a"}}
+    assert orjson.loads(lines[2]) == {"create": {"_index": "logs-app-2026.11.29", "_id": "b"}}
+    assert orjson.loads(lines[3])["message"] == "early"
+
+
+def test_daily_index_of_an_unreadable_timestamp_is_todays() -> None:
+    import time
+
+    daily = bulk.DailyIndex("x-%Y.%j")
+    today = time.strftime("x-%Y.%j", time.gmtime())
+    assert daily.name_for("yesterday-ish") == daily.name_for(None) == today
+    assert daily.name_for("1999-12-31T00:00:00Z") == "x-1999.365"
+
+
+def test_a_dead_letter_names_the_index_that_refused_it() -> None:
+    [doc] = bulk.encode(
+        [{"_id": "z", "@timestamp": "2026-01-02T00:00:00Z", "message": "m"}],
+        bulk.DailyIndex("logs-%Y.%m.%d"),
+    )
+    rejection = bulk.Rejection(doc, 400, "document_parsing_exception", "bad")
+    letter = bulk.dead_letter(rejection, "logs-%Y.%m.%d", {}, "2026-01-03T00:00:00Z")
+    assert letter["logpipe.dlq.data_stream"] == "logs-2026.01.02"

@@ -83,6 +83,16 @@ def test_addresses(value, expected) -> None:
         ({"service": {"workers": 65}}, "service.workers", "must be 1..64"),
         ({"elasticsearch": {"data_stream": "Logs-X"}}, "elasticsearch.data_stream", "bad data"),
         ({"elasticsearch": {"dlq_data_stream": "_x"}}, "elasticsearch.dlq_data_stream", "bad"),
+        ({"elasticsearch": {"index": "logs-%H"}}, "elasticsearch.index", "%H is not a date"),
+        ({"elasticsearch": {"index": "Logs-%Y"}}, "elasticsearch.index", "lower case"),
+        ({"elasticsearch": {"index": "%Y.%m"}}, "elasticsearch.index", "fixed part"),
+        ({"elasticsearch": {"index": "logs-%a"}}, "elasticsearch.index", "%a is not a date"),
+        (
+            {"elasticsearch": {"index": "logs-%Y", "dlq_index": "logs-dlq-%Y"}},
+            "elasticsearch.dlq_index",
+            "must not start one another",
+        ),
+        ({"elasticsearch": {"retention": "a month"}}, "elasticsearch.retention", ""),
         ({"queue": []}, "queue", "must be a table"),
         ({"inputs": {"n": {"type": "syslog"}}}, "inputs.n", "no listener"),
         # found by tests/fuzz: a list as the type was a TypeError (unhashable)
@@ -163,3 +173,14 @@ def test_elasticsearch_credentials_come_from_the_environment_unless_the_file_set
     assert (es.username, es.password, es.api_key) == ("shipper", "s3cret", "")
     es = from_dict({"elasticsearch": {"password": "from-file"}}).elasticsearch
     assert es.password == "from-file" and es.username == "shipper"
+
+
+def test_daily_index_mode_keeps_its_patterns_and_retention() -> None:
+    es = config.from_dict(
+        {"elasticsearch": {"index": "logs-app-%Y.%m.%d", "retention": "30d"}}
+    ).elasticsearch
+    assert (es.index, es.dlq_index, es.retention) == (
+        "logs-app-%Y.%m.%d",
+        "logpipe.dlq-%Y.%m.%d",
+        30 * 86400,
+    )

@@ -41,3 +41,40 @@ def test_format_line_names_the_container_else_the_process() -> None:
                              "host.hostname": "h2"})  # fmt: skip
     assert line == "2026-11-30T10:00:00.000000001Z h2 cron[err]: hi"
     assert tail.format_line({"event.dataset": "logpipe.forward"}) == "- - logpipe.forward: "
+
+
+def test_the_follow_window_waits_for_lines_that_land_late() -> None:
+    """Elasticsearch away for minutes: lines received then become searchable long after
+    their event.created, and the window must still hold them when they do."""
+    import io
+
+    from logpipe.timefmt import NS_PER_SECOND, iso_ns
+
+    t0 = 1_796_000_000 * NS_PER_SECOND
+    at = lambda s: iso_ns(t0 + int(s * NS_PER_SECOND))  # noqa: E731
+    hit = lambda i, s: {"_id": i, "_source": {"event.created": at(s), "message": i}}  # noqa: E731
+    # (the time of the poll, what is searchable then)
+    polls = [
+        (100, []),  # away since the tail began
+        (101, [hit("a", 5)]),  # back: the queue is shipped, oldest first
+        (102, [hit("a", 5), hit("b", 3)]),  # an older one, from the other sender
+        (103, [hit("c", 102)]),  # caught up
+    ]
+    now = [0]
+    asked: list[str] = []
+
+    def search(index: str, body: dict) -> list[dict]:
+        [created] = [f["range"]["event.created"]["gte"] for f in body["query"]["bool"]["filter"]]
+        asked.append(created)
+        return polls[len(asked) - 1][1]
+
+    out = io.StringIO()
+    follower = tail.Tail(search, "logs-x", tail.Filters(), out, clock=lambda: t0 + now[0])
+    for second, _ in polls:
+        now[0] = second * NS_PER_SECOND
+        follower.poll()
+    assert [line.rsplit(": ", 1)[-1] for line in out.getvalue().splitlines()] == ["a", "b", "c"]
+    # From the lookback before the tail began, until something is printed; then from
+    # the lookback before the newest printed, however long ago that was received.
+    assert asked == [at(-30), at(-30), at(-25), at(-25)]
+    assert follower.window_start == at(72)
