@@ -36,7 +36,7 @@ PID_TTL_NS = 10 * 1_000_000_000
 NEGATIVE_TTL_S = 30.0
 # How far back a removed container's create event is looked for in the daemon's log.
 EVENTS_LOOKBACK_S = 3600.0
-EVENTS_UNTIL_AHEAD_S = 0.05
+EVENTS_UNTIL_AHEAD_S = (0.05, 1.0, 3.0)
 
 
 class PidAttribution:
@@ -154,21 +154,26 @@ class ContainerMetadata:
 
     async def _from_create_event(self, container_id: str) -> dict[str, Any] | None:
         """An inspect-like answer from the container's ``create`` event, if still logged."""
-        now = time.time()
-        params = {
-            "since": f"{now - EVENTS_LOOKBACK_S:.0f}",
-            # podman answers an `until` already past with nothing at all; a moment
-            # ahead, it replays its log and ends (Docker does either).
-            "until": f"{now + EVENTS_UNTIL_AHEAD_S:.9f}",
-            "filters": json.dumps(
-                {"type": ["container"], "container": [container_id], "event": ["create"]}
-            ),
-        }
-        try:
-            events = await self.client.get_json_lines("/events", params)
-        except DockerAPIError as exc:
-            log.debug("Container event lookup failed. id=%s error=%s", container_id[:12], exc)
-            return None
+        events: list[dict[str, Any]] = []
+        # podman answers an `until` already past with nothing at all; a moment ahead,
+        # it replays its log and ends when `until` comes, read or not: a long log
+        # needs longer, so a miss is asked again with more time (Docker does either).
+        for ahead in EVENTS_UNTIL_AHEAD_S:
+            now = time.time()
+            params = {
+                "since": f"{now - EVENTS_LOOKBACK_S:.0f}",
+                "until": f"{now + ahead:.9f}",
+                "filters": json.dumps(
+                    {"type": ["container"], "container": [container_id], "event": ["create"]}
+                ),
+            }
+            try:
+                events = await self.client.get_json_lines("/events", params)
+            except DockerAPIError as exc:
+                log.debug("Container event lookup failed. id=%s error=%s", container_id[:12], exc)
+                return None
+            if events:
+                break
         for event in events:
             attributes = (event.get("Actor") or {}).get("Attributes") or {}
             if attributes.get("name"):
