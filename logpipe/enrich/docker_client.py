@@ -73,7 +73,8 @@ class DockerClient:
         if self._session is not None:
             await self._session.close()
 
-    async def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+    async def _get(self, path: str, params: dict[str, str] | None) -> bytes:
+        """The body of a finite GET; DockerAPIError on an error status or no answer."""
         try:
             async with self._ensure().get(
                 f"{_BASE}{path}", params=params, timeout=aiohttp.ClientTimeout(total=15)
@@ -81,23 +82,18 @@ class DockerClient:
                 body = await resp.read()
                 if resp.status != 200:
                     raise DockerAPIError(resp.status, body.decode("utf-8", "replace")[:300])
-                return json.loads(body)
+                return body
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DockerAPIError(0, f"{self.socket_path}: {type(exc).__name__}: {exc}") from exc
+
+    async def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return json.loads(await self._get(path, params))
 
     async def get_json_lines(
         self, path: str, params: dict[str, str] | None = None
     ) -> list[dict[str, Any]]:
         """A finite newline-delimited JSON answer (``/events`` with ``until``), parsed."""
-        try:
-            async with self._ensure().get(
-                f"{_BASE}{path}", params=params, timeout=aiohttp.ClientTimeout(total=15)
-            ) as resp:
-                body = await resp.read()
-                if resp.status != 200:
-                    raise DockerAPIError(resp.status, body.decode("utf-8", "replace")[:300])
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise DockerAPIError(0, f"{self.socket_path}: {type(exc).__name__}: {exc}") from exc
+        body = await self._get(path, params)
         found = []
         for line in body.splitlines():
             try:
