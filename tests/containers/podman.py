@@ -8,17 +8,25 @@ which takes the same arguments for what the tests do) drives it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
 HERE = Path(__file__).resolve().parent
 IMAGE = "localhost/logpipe-busybox:test"
 TEST_LABEL = "logpipe.test=1"
+# One test run at a time uses the machine's podman: container names are fixed, and the
+# API-mode tests see every container podman runs. The lock is the kernel's, so a run
+# that is killed releases it; its containers stay behind, and the next run removes them.
+LOCK_PATH = os.path.join(tempfile.gettempdir(), "logpipe-tests-podman.lock")
+LOCK_WAIT_S = 45 * 60
 
 
 def podman_env() -> dict[str, str]:
@@ -61,9 +69,14 @@ class Podman:
     def __init__(self, workdir: Path) -> None:
         self.socket_path = str(workdir / "podman.sock")
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lock: TextIO | None = None
         self.log_path = workdir / "podman-service.log"
 
     def start(self) -> None:
+        self._take_the_lock()
+        removed = self.remove_test_containers()
+        if removed:
+            print(f"podman: removed {removed} test container(s) an earlier, killed run left")
         ensure_image()
         out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -80,8 +93,28 @@ class Podman:
                 raise RuntimeError(f"podman service did not start:\n{self.log_path.read_text()}")
             time.sleep(0.1)
 
-    def stop(self) -> None:
-        # Only the test's own containers: a developer's machine may run others.
+    def _take_the_lock(self) -> None:
+        self._lock = open(LOCK_PATH, "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            print(f"podman: another test run holds {LOCK_PATH}; waiting", file=sys.stderr)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"another test run held {LOCK_PATH} for {LOCK_WAIT_S} s"
+                    ) from None
+                time.sleep(1)
+
+    def remove_test_containers(self) -> int:
+        """Remove every container with the test label; only the test's own: a developer's
+        machine may run others. Returns how many there were."""
         ids = subprocess.run(
             ["podman", "ps", "-aq", "--filter", f"label={TEST_LABEL}"],
             env=podman_env(),
@@ -90,9 +123,15 @@ class Podman:
         ).stdout.split()
         if ids:
             subprocess.run(["podman", "rm", "-f", *ids], env=podman_env(), capture_output=True)
+        return len(ids)
+
+    def stop(self) -> None:
+        self.remove_test_containers()
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(30)
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
 
     def cli(
         self, *args: str, check: bool = True, timeout: float = 120, input: bytes | None = None
