@@ -553,14 +553,19 @@ def parse_size(value: Any, meta: dict[str, Any] | None = None) -> int:
     return size
 
 
+def duration_seconds(text: str) -> float | None:
+    """'30d', '500ms', '0ms' -> seconds; None where ``text`` is not a duration."""
+    m = _DURATION_RE.match(text)
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)] if m else None
+
+
 def parse_duration(value: Any, meta: dict[str, Any] | None = None) -> float:
     """'10s', '500ms', '2m', '1h' or a number of seconds -> seconds."""
     _want(value, (int, float, str), "a duration such as 10s or 500ms")
     if isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if not m:
+        seconds = duration_seconds(value)
+        if seconds is None:
             raise ValueError(f"bad duration {value!r}; use a number with ms, s, m, h or d")
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     else:
         seconds = float(value)
     if seconds <= 0:

@@ -18,7 +18,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch import TransportError as ClientTransportError
 
-from logpipe.config import ElasticsearchSettings, Settings, index_prefix, parse_duration
+from logpipe.config import ElasticsearchSettings, Settings, duration_seconds, index_prefix
 from logpipe.errors import OutputError
 from logpipe.outputs.elasticsearch import destinations, search_target, template_name
 
@@ -215,12 +215,9 @@ def _phases(phases: dict[str, Any]) -> str:
     normal = {}
     for phase, body in phases.items():
         age = body.get("min_age") or "0ms"
-        try:
-            age = parse_duration(age)
-        except ValueError:  # "0ms", or a unit we do not write
-            pass
+        seconds = duration_seconds(age)  # None: a unit we do not write, compared as written
         normal[phase] = {
-            "min_age": age if age not in ("0ms", "0s", "0d") else 0,
+            "min_age": age if seconds is None else seconds,
             "actions": body.get("actions"),
         }
     return _normal(normal)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.podman import podman_env
+from tests.containers.podman import Podman, podman_env
 from tests.integration.conftest import ES, ROOT, cache_dir, free_port, wait_for
 
 # A cold cache debootstraps Debian (about 1.5 min here) before the build (about 1 min).
@@ -70,7 +70,8 @@ def _ensure_base() -> None:
 
 
 @pytest.fixture(scope="module")
-def image() -> Iterator[str]:
+def image(podman: Podman) -> Iterator[str]:
+    # `podman` for its lock: one test run at a time builds, tags and runs on this machine.
     cache_dir().mkdir(parents=True, exist_ok=True)
     _ensure_base()
     # --network host and the machine's CA bundle: the build's pip reaches PyPI the way
