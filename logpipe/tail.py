@@ -252,6 +252,15 @@ class Tail:
             self.out.flush()
 
 
+# Answers that say "not now": a shard not started yet (a new day's index, a node that
+# restarts) makes a search answer 503 until it is; 429 and 502/504 pass as well.
+UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class Unavailable(Exception):
+    """Elasticsearch answered that it cannot search now."""
+
+
 def run(settings: Any, filters: Filters, lines: int, follow: bool, as_json: bool) -> int:
     """The command: 0, or 1 with one line when Elasticsearch cannot be asked."""
     from elasticsearch import ApiError, ConnectionTimeout, TransportError
@@ -264,15 +273,20 @@ def run(settings: Any, filters: Filters, lines: int, follow: bool, as_json: bool
     events_at = search_target(destinations(settings.elasticsearch)[0])
 
     def search(index: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        answer = es.search(index=index, ignore_unavailable=True, **body)
+        try:
+            answer = es.search(index=index, ignore_unavailable=True, **body)
+        except ApiError as exc:
+            if exc.meta.status in UNAVAILABLE_STATUSES:
+                raise Unavailable(str(exc)) from exc
+            raise
         return list(answer["hits"]["hits"])
 
     tail = Tail(search, events_at, filters, sys.stdout, as_json)
     try:
         tail.backlog(lines)
         if follow:
-            tail.follow(transient=(Unreachable, ConnectionTimeout))
-    except (ApiError, TransportError) as exc:
+            tail.follow(transient=(Unreachable, ConnectionTimeout, Unavailable))
+    except (ApiError, TransportError, Unavailable) as exc:
         print(f"logpipe tail: Elasticsearch: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

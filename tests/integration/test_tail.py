@@ -184,3 +184,45 @@ def test_tail_shows_what_was_received_while_elasticsearch_was_away(logpipe_facto
     with tail.stderr:
         said = tail.stderr.read()
     assert "retrying" in said and "Elasticsearch is back" in said, said
+
+
+def test_tail_waits_while_elasticsearch_cannot_search(logpipe_factory, es: ES) -> None:
+    """A shard not started yet (a new index, a node restarting) makes every search answer
+    503; the tail waits that out, as it does an unreachable cluster, instead of ending."""
+    prefix = "logpipe-tailwait"
+    lp = logpipe_factory(elasticsearch={"index": f"{prefix}-%Y.%m.%d"})
+    stuck = f"{prefix}-2026.11.01"  # its primary may live on no node: never started
+    status, _ = es.request(
+        "PUT",
+        f"/{stuck}?wait_for_active_shards=0",
+        {"settings": {"number_of_replicas": 0, "index.routing.allocation.require._name": "none"}},
+    )
+    assert status == 200
+    tail = reader = None
+    try:
+        status, answer = es.request("GET", f"/{prefix}-*/_search?ignore_unavailable=true")
+        assert status == 503, answer  # what the tail meets
+        tail = subprocess.Popen(
+            [sys.executable, "-m", "logpipe", "tail", "-c", str(lp.config_path), "-n", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines, reader = _lines_of(tail)
+        time.sleep(3)
+        assert tail.poll() is None, "the tail ended"
+        # Today's index then answers; the stuck one still fails its shard (partial results).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"<14>Nov 30 10:00:00 waiter[9]: shown after the wait", lp.socket_path)
+        _wait_line(lines, "shown after the wait", 30)
+        assert tail.poll() is None
+    finally:
+        if tail is not None and reader is not None:
+            tail.terminate()
+            tail.wait(10)
+            reader.join(10)
+        es.request("DELETE", f"/{stuck}")
+    assert tail.stderr is not None
+    with tail.stderr:
+        said = tail.stderr.read()
+    assert "503" in said and "retrying" in said and "Elasticsearch is back" in said, said
