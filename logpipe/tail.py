@@ -252,13 +252,9 @@ class Tail:
             self.out.flush()
 
 
-# Answers that say "not now": a shard not started yet (a new day's index, a node that
-# restarts) makes a search answer 503 until it is; 429 and 502/504 pass as well.
-UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
-
-
 class Unavailable(Exception):
-    """Elasticsearch answered that it cannot search now."""
+    """Elasticsearch answered that it cannot search now: a status the output retries too
+    (a shard not started yet, as a new index has for a moment, answers a search 503)."""
 
 
 def run(settings: Any, filters: Filters, lines: int, follow: bool, as_json: bool) -> int:
@@ -266,6 +262,7 @@ def run(settings: Any, filters: Filters, lines: int, follow: bool, as_json: bool
     from elasticsearch import ApiError, ConnectionTimeout, TransportError
     from elasticsearch import ConnectionError as Unreachable
 
+    from logpipe.outputs.bulk import RETRY_STATUSES
     from logpipe.outputs.elasticsearch import destinations, search_target
     from logpipe.outputs.es_setup import client
 
@@ -276,7 +273,7 @@ def run(settings: Any, filters: Filters, lines: int, follow: bool, as_json: bool
         try:
             answer = es.search(index=index, ignore_unavailable=True, **body)
         except ApiError as exc:
-            if exc.meta.status in UNAVAILABLE_STATUSES:
+            if exc.meta.status in RETRY_STATUSES:
                 raise Unavailable(str(exc)) from exc
             raise
         return list(answer["hits"]["hits"])

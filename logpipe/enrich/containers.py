@@ -158,14 +158,15 @@ class ContainerMetadata:
         # podman answers an `until` already past with nothing at all; a moment ahead,
         # it replays its log and ends when `until` comes, read or not: a long log
         # needs longer, so a miss is asked again with more time (Docker does either).
+        filters = json.dumps(
+            {"type": ["container"], "container": [container_id], "event": ["create"]}
+        )
         for ahead in EVENTS_UNTIL_AHEAD_S:
             now = time.time()
             params = {
                 "since": f"{now - EVENTS_LOOKBACK_S:.0f}",
                 "until": f"{now + ahead:.9f}",
-                "filters": json.dumps(
-                    {"type": ["container"], "container": [container_id], "event": ["create"]}
-                ),
+                "filters": filters,
             }
             try:
                 events = await self.client.get_json_lines("/events", params)

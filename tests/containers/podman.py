@@ -95,12 +95,8 @@ class Podman:
 
     def _take_the_lock(self) -> None:
         self._lock = open(LOCK_PATH, "w")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            print(f"podman: another test run holds {LOCK_PATH}; waiting", file=sys.stderr)
         deadline = time.monotonic() + LOCK_WAIT_S
+        said = False
         while True:
             try:
                 fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -110,7 +106,10 @@ class Podman:
                     raise RuntimeError(
                         f"another test run held {LOCK_PATH} for {LOCK_WAIT_S} s"
                     ) from None
-                time.sleep(1)
+            if not said:
+                print(f"podman: another test run holds {LOCK_PATH}; waiting", file=sys.stderr)
+                said = True
+            time.sleep(1)
 
     def remove_test_containers(self) -> int:
         """Remove every container with the test label; only the test's own: a developer's

@@ -10,21 +10,45 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from logpipe.tail import LOOKBACK_SECONDS
 from tests.containers.podman import IMAGE, Podman
-from tests.integration.conftest import ES, wait_for_count
+from tests.integration.conftest import ES, Logpipe, wait_for_count
 
 pytestmark = pytest.mark.integration
 
 
-def _lines_of(
-    proc: subprocess.Popen[str],
-) -> tuple[queue.Queue[tuple[float, str]], threading.Thread]:
-    """Each stdout line of ``proc`` with the moment it was read; the reader ends (and
-    closes the pipe) when ``proc`` does."""
+@dataclass
+class Following:
+    """A running ``logpipe tail``: each stdout line with the moment it was read."""
+
+    proc: subprocess.Popen[str]
+    lines: queue.Queue[tuple[float, str]]
+    stderr_path: Path
+
+    def said(self) -> str:
+        """What it wrote on stderr so far."""
+        return self.stderr_path.read_text()
+
+
+@contextmanager
+def _following(lp: Logpipe, *args: str) -> Iterator[Following]:
+    """``logpipe tail -c <lp's config> ARGS``, stopped on leaving; stderr goes to a file,
+    so that a long run cannot fill a pipe nobody reads."""
+    stderr_path = lp.config_path.with_name("tail.stderr")
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "logpipe", "tail", "-c", str(lp.config_path), *args],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     lines: queue.Queue[tuple[float, str]] = queue.Queue()
 
     def read() -> None:
@@ -35,7 +59,14 @@ def _lines_of(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    return lines, reader
+    try:
+        yield Following(proc, lines, stderr_path)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        reader.join(10)
+        if said := stderr_path.read_text():  # shown with a failure's captured output
+            print(f"--- logpipe tail's stderr ---\n{said}")
 
 
 def _wait_line(lines: queue.Queue[tuple[float, str]], needle: str, timeout: float) -> float:
@@ -61,14 +92,8 @@ def test_tail_shows_a_containers_line_within_two_seconds(
     podman.run("--name", "tail-me", IMAGE, "sh", "-c", "echo ready; exec sleep 600")
     podman.run("--name", "tail-other", IMAGE, "sh", "-c", "echo other ready; exec sleep 600")
     wait_for_count(es, lp.data_stream, 2, 60)
-    tail = subprocess.Popen(
-        [sys.executable, "-m", "logpipe", "tail", "-c", str(lp.config_path),
-         "--container", "tail-me", "-n", "5"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    lines, reader = _lines_of(tail)
-    try:
+    with _following(lp, "--container", "tail-me", "-n", "5") as tail:
+        lines = tail.lines
         _wait_line(lines, "tail-me: ready", 20)  # the backlog, then following
         time.sleep(1)
         delays = []
@@ -88,10 +113,6 @@ def test_tail_shows_a_containers_line_within_two_seconds(
         while not lines.empty():
             shown.append(lines.get()[1])
         assert not [line for line in shown if "not-this-one" in line or "other" in line]
-    finally:
-        tail.terminate()
-        tail.wait(10)
-        reader.join(10)
     podman.cli("rm", "-f", "tail-me", "tail-other")
 
 
@@ -124,38 +145,22 @@ def test_tail_keeps_up_when_the_window_holds_more_than_a_page(logpipe_factory, e
     """More lines in the follow window than one search returns (1,000): the newest keep
     coming out, rather than the tail sticking at the window's start."""
     lp = logpipe_factory()
-    tail = subprocess.Popen(
-        [sys.executable, "-m", "logpipe", "tail", "-c", str(lp.config_path), "-n", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    lines, reader = _lines_of(tail)
-    try:
+    with _following(lp, "-n", "0") as tail:
         time.sleep(2)
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             for n in range(2500):
                 s.sendto(f"<14>Nov 30 10:00:00 pageapp[9]: page line {n}".encode(), lp.socket_path)
         wait_for_count(es, lp.data_stream, 2500, 60)
-        _wait_line(lines, "page line 2499", 20)
-    finally:
-        tail.terminate()
-        tail.wait(10)
-        reader.join(10)
+        _wait_line(tail.lines, "page line 2499", 20)
 
 
 def test_tail_shows_what_was_received_while_elasticsearch_was_away(logpipe_factory, es: ES) -> None:
     """Frozen longer than the follow lookback (30 s): the lines received meanwhile are
     indexed late, with an old event.created, and the tail still shows each once."""
     lp = logpipe_factory(elasticsearch={"timeout": "3s", "retry_max_backoff": "1s"})
-    tail = subprocess.Popen(
-        [sys.executable, "-m", "logpipe", "tail", "-c", str(lp.config_path), "-n", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines, reader = _lines_of(tail)
     shown: list[str] = []
-    try:
+    with _following(lp, "-n", "0") as tail:
+        lines = tail.lines
         time.sleep(2)
         es.node.pause()
         try:
@@ -174,15 +179,9 @@ def test_tail_shows_what_was_received_while_elasticsearch_was_away(logpipe_facto
         time.sleep(2)  # nothing twice
         while not lines.empty():
             shown.append(lines.get()[1])
-    finally:
-        tail.terminate()
-        tail.wait(10)
-        reader.join(10)
     numbers = sorted(int(line.rsplit(" ", 1)[1]) for line in shown if "away line" in line)
     assert numbers == list(range(20)), shown
-    assert tail.stderr is not None
-    with tail.stderr:
-        said = tail.stderr.read()
+    said = tail.said()
     assert "retrying" in said and "Elasticsearch is back" in said, said
 
 
@@ -198,31 +197,19 @@ def test_tail_waits_while_elasticsearch_cannot_search(logpipe_factory, es: ES) -
         {"settings": {"number_of_replicas": 0, "index.routing.allocation.require._name": "none"}},
     )
     assert status == 200
-    tail = reader = None
     try:
         status, answer = es.request("GET", f"/{prefix}-*/_search?ignore_unavailable=true")
         assert status == 503, answer  # what the tail meets
-        tail = subprocess.Popen(
-            [sys.executable, "-m", "logpipe", "tail", "-c", str(lp.config_path), "-n", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        lines, reader = _lines_of(tail)
-        time.sleep(3)
-        assert tail.poll() is None, "the tail ended"
-        # Today's index then answers; the stuck one still fails its shard (partial results).
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(b"<14>Nov 30 10:00:00 waiter[9]: shown after the wait", lp.socket_path)
-        _wait_line(lines, "shown after the wait", 30)
-        assert tail.poll() is None
+        with _following(lp, "-n", "0") as tail:
+            time.sleep(3)
+            assert tail.proc.poll() is None, "the tail ended"
+            # Today's index then answers; the stuck one still fails its shard (partial
+            # results).
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(b"<14>Nov 30 10:00:00 waiter[9]: shown after the wait", lp.socket_path)
+            _wait_line(tail.lines, "shown after the wait", 30)
+            assert tail.proc.poll() is None
     finally:
-        if tail is not None and reader is not None:
-            tail.terminate()
-            tail.wait(10)
-            reader.join(10)
         es.request("DELETE", f"/{stuck}")
-    assert tail.stderr is not None
-    with tail.stderr:
-        said = tail.stderr.read()
+    said = tail.said()
     assert "503" in said and "retrying" in said and "Elasticsearch is back" in said, said
